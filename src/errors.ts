@@ -1,0 +1,100 @@
+/**
+ * Typed errors of the domain core, in one place. A failure's `name` is its class name: at the
+ * activity boundary it becomes the ApplicationFailure type that retry policies and workflows match.
+ */
+
+/** Base class: every KubeDos error carries a short hint telling the user what to do about it. */
+export class KubedosError extends Error {
+  constructor(
+    message: string,
+    /** What the user can do about it; printed after the message by the CLI. */
+    readonly hint?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** One problem found in a spec file, located by its path in the document. */
+export interface SpecIssue {
+  /** Dotted path such as `images.worker.outputs[2]`; empty for the document root. */
+  readonly path: string;
+  readonly message: string;
+  /** `file:line:column` where the offending node starts, when known. */
+  readonly location?: string;
+}
+
+/** The spec is invalid; every problem found is listed, not just the first. */
+export class SpecError extends KubedosError {
+  constructor(
+    readonly file: string,
+    readonly issues: readonly SpecIssue[],
+  ) {
+    super(
+      `${file}: ${issues.length} problem${issues.length === 1 ? '' : 's'} in the spec`,
+      'fix each listed field; `kubedos schema` prints the JSON Schema for editor completion',
+    );
+  }
+}
+
+/** An external tool is not installed or not usable. */
+export class ToolMissingError extends KubedosError {
+  constructor(
+    readonly tool: string,
+    hint = 'run scripts/setup (it installs every tool KubeDos needs)',
+  ) {
+    super(`required tool "${tool}" was not found on PATH`, hint);
+  }
+}
+
+/** An external tool ran and failed. Carries what is needed to reproduce and diagnose it. */
+export class ToolFailedError extends KubedosError {
+  constructor(
+    readonly tool: string,
+    readonly argv: readonly string[],
+    readonly exitCode: number | undefined,
+    readonly signal: string | undefined,
+    readonly stderrTail: string,
+  ) {
+    const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
+    super(`${tool} ${how}${stderrTail ? `:\n${stderrTail}` : ''}`);
+  }
+}
+
+/** The operation was cancelled (AbortSignal fired); not a failure of the tool. */
+export class CancelledError extends KubedosError {
+  constructor(what: string) {
+    super(`${what} was cancelled`);
+  }
+}
+
+/** Temporal could not be reached or the embedded stack could not be started. */
+export class TemporalUnavailableError extends KubedosError {}
+
+/** A configuration value (environment variable or option) is malformed. */
+export class ConfigError extends KubedosError {}
+
+/** A build plan cannot be built; every problem is listed. */
+export class BuildPlanError extends KubedosError {
+  constructor(readonly problems: readonly string[]) {
+    super(`the build plan is invalid:\n  - ${problems.join('\n  - ')}`, 'fix the listed fields of the image spec');
+  }
+}
+
+/** A package pinned by the lock is neither in the .deb cache nor (any longer) on the mirror. */
+export class LockedPackageUnavailableError extends KubedosError {
+  constructor(
+    readonly packageName: string,
+    readonly version: string,
+    readonly detail: string,
+  ) {
+    super(
+      `locked package ${packageName} ${version} is neither in the .deb cache nor on the mirror (${detail})`,
+      'restore the .deb cache the lock was made with, or refresh the lock (build without it) to move to current packages',
+    );
+  }
+}
+
+/** The image build failed in a way that is not one tool's failure (inconsistent layer, bad lock). */
+export class BuildFailedError extends KubedosError {}

@@ -1,0 +1,103 @@
+/**
+ * Capability probes: which tools a pool needs, where they are, which version, and whether this
+ * host can use KVM. A worker refuses its queue when its probe is not ok.
+ */
+import { constants, promises as fs } from 'node:fs';
+import os from 'node:os';
+import { POOLS, type PoolName } from '../pools/pools';
+import { runTool, which } from './run';
+
+export interface ToolProbe {
+  name: string;
+  found: boolean;
+  path?: string;
+  version?: string;
+}
+
+export interface FileProbe {
+  path: string;
+  found: boolean;
+}
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface PoolProbe {
+  pool: PoolName;
+  taskQueue: string;
+  ok: boolean;
+  /** One line per missing requirement, phrased as what to do. */
+  missing: string[];
+  tools: ToolProbe[];
+  files: FileProbe[];
+  host: string;
+  pid: number;
+  node: string;
+  /** Only probed by pools that run VMs. */
+  accel?: { mode: Accel; reason: string };
+}
+
+/** How to ask each tool its version; the first dotted number in the output is taken. */
+const VERSION_ARGS: Record<string, string[]> = {
+  'mkfs.ext4': ['-V'],
+  debugfs: ['-V'],
+  'mkfs.vfat': ['--help'],
+  xorriso: ['-version'],
+  mksquashfs: ['-version'],
+  'ssh-keygen': ['-V'],
+  govc: ['version'],
+};
+
+const VERSION_RE = /\d+\.\d+(?:\.\d+)?(?:[-+~][\w.]+)?/;
+
+export async function probeTool(name: string): Promise<ToolProbe> {
+  const path = await which(name);
+  if (!path) return { name, found: false };
+  const args = VERSION_ARGS[name] ?? ['--version'];
+  try {
+    const { stdout, stderr } = await runTool([path, ...args], { timeoutMs: 10_000 });
+    return { name, found: true, path, version: VERSION_RE.exec(`${stdout}\n${stderr}`)?.[0] };
+  } catch (err) {
+    // Some tools print their version and exit non-zero (mkfs.vfat --help); keep what they said.
+    const text = String((err as { stderrTail?: string }).stderrTail ?? '');
+    return { name, found: true, path, version: VERSION_RE.exec(text)?.[0] };
+  }
+}
+
+/** KVM is usable when /dev/kvm opens read-write and the CPU advertises vmx or svm. */
+export async function probeAccel(): Promise<{ mode: Accel; reason: string }> {
+  try {
+    await fs.access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return { mode: 'tcg', reason: '/dev/kvm is absent or not accessible' };
+  }
+  const cpuinfo = await fs.readFile('/proc/cpuinfo', 'utf8').catch(() => '');
+  if (!/\b(vmx|svm)\b/.test(cpuinfo)) {
+    return { mode: 'tcg', reason: '/dev/kvm exists but the CPU exposes no vmx/svm (nested virtualisation off)' };
+  }
+  return { mode: 'kvm', reason: '/dev/kvm usable' };
+}
+
+/** Probe every requirement of a pool on this host. */
+export async function probePool(pool: PoolName): Promise<PoolProbe> {
+  const def = POOLS[pool];
+  const tools = await Promise.all(def.tools.map(probeTool));
+  const fileProbes = await Promise.all(
+    def.files.map(async (path) => ({ path, found: await fs.access(path).then(() => true, () => false) })),
+  );
+  const missing = [
+    ...tools.filter((t) => !t.found).map((t) => `install ${t.name} (not on PATH)`),
+    ...fileProbes.filter((f) => !f.found).map((f) => `install the package that provides ${f.path}`),
+  ];
+  return {
+    pool,
+    taskQueue: def.taskQueue,
+    ok: missing.length === 0,
+    missing,
+    tools,
+    files: fileProbes,
+    host: os.hostname(),
+    pid: process.pid,
+    node: process.version,
+    accel: pool === 'kvm' ? await probeAccel() : undefined,
+  };
+}

@@ -1,0 +1,47 @@
+/**
+ * A connected Temporal client for the CLI: an external cluster when TEMPORAL_ADDRESS is set,
+ * otherwise the embedded stack, started in the background on first use.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { TemporalUnavailableError } from '../errors';
+import { externalSettings, sdkTlsOption, type ConnectionSettings } from './connection';
+import { embeddedSettings, startStack, stackStatus } from './stack';
+
+export interface ConnectedClient {
+  client: Client;
+  settings: ConnectionSettings;
+  close(): Promise<void>;
+}
+
+/** Settings for the cluster this invocation talks to, starting the embedded stack if needed. */
+export async function resolveSettings(options: { startEmbedded: boolean }): Promise<ConnectionSettings> {
+  const external = externalSettings();
+  if (external) return external;
+  const status = options.startEmbedded ? await startStack({ detached: true }) : stackStatus();
+  if (!status.serverRunning) {
+    throw new TemporalUnavailableError(`the embedded Temporal server for ${status.home} is not running`, 'start it with `kubedos dev` or `kubedos stack start`');
+  }
+  const [, port] = status.address.split(':');
+  return embeddedSettings({ port: Number(port), uiPort: Number(new URL(status.uiUrl).port) });
+}
+
+export async function connectClient(options: { startEmbedded?: boolean } = {}): Promise<ConnectedClient> {
+  const settings = await resolveSettings({ startEmbedded: options.startEmbedded ?? true });
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({
+      address: settings.address,
+      tls: sdkTlsOption(settings),
+      apiKey: settings.apiKey,
+      connectTimeout: 10_000,
+    });
+  } catch (err) {
+    throw new TemporalUnavailableError(
+      `cannot connect to Temporal at ${settings.address}`,
+      settings.embedded ? 'check `kubedos stack status`' : 'check TEMPORAL_ADDRESS and the TLS/API key settings',
+      { cause: err },
+    );
+  }
+  const client = new Client({ connection, namespace: settings.namespace });
+  return { client, settings, close: () => connection.close() };
+}

@@ -1,0 +1,256 @@
+/**
+ * The embedded stack under the state directory: the real Temporal dev server plus one worker
+ * process per pool. Its pids and ports live in `$KUBEDOS_HOME/stack.json`, so any later command
+ * finds it again, and two stacks with different KUBEDOS_HOME run side by side.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { env } from '../config/env';
+import { projectRoot, stateDir, stateDirIsExplicit } from '../config/paths';
+import { ConfigError, TemporalUnavailableError } from '../errors';
+import { isOurProcess, logTail, spawnDaemon, stopProcess } from '../exec/daemon';
+import { logger } from '../log';
+import { POOL_NAMES, parsePoolList, type PoolName } from '../pools/pools';
+import type { ConnectionSettings } from './connection';
+import { devServerArgv, findTemporalBinary, temporalVersion, waitForServer } from './dev-server';
+
+const DEFAULT_PORT = 7233;
+const IP = '127.0.0.1';
+const NAMESPACE = 'default';
+/** Exit code a worker uses when it refuses to serve its queue (missing tools). */
+export const WORKER_REFUSED_EXIT = 78;
+
+export interface StackState {
+  home: string;
+  port: number;
+  uiPort: number;
+  temporalVersion?: string;
+  server?: { pid: number; startedAt: string };
+  workers: Partial<Record<PoolName, { pid: number; startedAt: string }>>;
+}
+
+export interface PoolStatus {
+  pool: PoolName;
+  pid?: number;
+  running: boolean;
+  /** Last log lines when the worker is not running (why it refused or crashed). */
+  reason?: string;
+}
+
+export interface StackStatus {
+  home: string;
+  address: string;
+  uiUrl: string;
+  temporalVersion?: string;
+  serverPid?: number;
+  serverRunning: boolean;
+  pools: PoolStatus[];
+}
+
+const files = (home: string) => ({
+  state: path.join(home, 'stack.json'),
+  db: path.join(home, 'temporal', 'temporal.db'),
+  serverLog: path.join(home, 'logs', 'temporal.log'),
+  workerLog: (pool: PoolName) => path.join(home, 'logs', `worker-${pool}.log`),
+});
+
+function readState(home: string): StackState | undefined {
+  try {
+    return JSON.parse(readFileSync(files(home).state, 'utf8')) as StackState;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeState(state: StackState): void {
+  const file = files(state.home).state;
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
+  renameSync(`${file}.tmp`, file);
+}
+
+function portFromEnv(name: 'KUBEDOS_TEMPORAL_PORT' | 'KUBEDOS_UI_PORT'): number | undefined {
+  const raw = env(name);
+  if (raw === undefined) return undefined;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`${name}: "${raw}" is not a port number`, 'use an integer between 1 and 65535');
+  return port;
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, IP, () => server.close(() => resolve(true)));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, IP, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Ports for this home: env overrides win; a home keeps the ports it had; a fresh explicit
+ * KUBEDOS_HOME takes free ports when the defaults are taken (so stacks can run side by side).
+ */
+async function choosePorts(home: string, previous?: StackState): Promise<{ port: number; uiPort: number }> {
+  const envPort = portFromEnv('KUBEDOS_TEMPORAL_PORT');
+  const envUi = portFromEnv('KUBEDOS_UI_PORT');
+  let port = envPort ?? previous?.port ?? DEFAULT_PORT;
+  let uiPort = envUi ?? previous?.uiPort ?? port + 1000;
+  if (envPort === undefined && !previous && stateDirIsExplicit()) {
+    if (!(await portIsFree(port)) || !(await portIsFree(uiPort))) {
+      port = await freePort();
+      uiPort = envUi ?? (await freePort());
+    }
+  }
+  if (!(await portIsFree(port))) {
+    throw new TemporalUnavailableError(
+      `port ${port} on ${IP} is taken by another program, so the embedded Temporal server for ${home} cannot start`,
+      'stop that program, or set KUBEDOS_TEMPORAL_PORT / KUBEDOS_HOME to run a separate stack',
+    );
+  }
+  return { port, uiPort };
+}
+
+const SERVER_MARKER = 'start-dev';
+const workerMarker = (pool: PoolName) => `workers/${pool}.js`;
+
+/** Which pools the stack runs: KUBEDOS_POOLS or all of them. */
+export function configuredPools(): PoolName[] {
+  const raw = env('KUBEDOS_POOLS');
+  return raw ? parsePoolList(raw) : [...POOL_NAMES];
+}
+
+/** Connection settings for the embedded stack of `home`. */
+export function embeddedSettings(state: Pick<StackState, 'port' | 'uiPort'>): ConnectionSettings {
+  return {
+    address: `${IP}:${state.port}`,
+    namespace: NAMESPACE,
+    uiUrl: env('KUBEDOS_UI_URL') ?? `http://${IP}:${state.uiPort}`,
+    embedded: true,
+  };
+}
+
+function serverAlive(state?: StackState): boolean {
+  return Boolean(state?.server && isOurProcess(state.server.pid, SERVER_MARKER));
+}
+
+function workerEntry(pool: PoolName): string {
+  const entry = path.join(projectRoot(), 'dist', 'workers', `${pool}.js`);
+  if (!existsSync(entry)) {
+    throw new TemporalUnavailableError(`worker entry point ${entry} is missing`, 'run scripts/setup (it compiles the project)');
+  }
+  return entry;
+}
+
+function startWorker(state: StackState, pool: PoolName, detached: boolean): void {
+  const pid = spawnDaemon([process.execPath, workerEntry(pool)], {
+    logFile: files(state.home).workerLog(pool),
+    detached,
+    env: { ...process.env, KUBEDOS_HOME: state.home, TEMPORAL_ADDRESS: `${IP}:${state.port}`, TEMPORAL_NAMESPACE: NAMESPACE },
+  });
+  state.workers[pool] = { pid, startedAt: new Date().toISOString() };
+}
+
+/** Give freshly started workers a moment to probe; those that exit have refused or crashed. */
+async function settleWorkers(state: StackState, pools: PoolName[], ms = 4_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    await sleep(200);
+    if (pools.every((p) => !state.workers[p] || !isOurProcess(state.workers[p]!.pid, workerMarker(p)))) return;
+  }
+}
+
+/**
+ * Start (or find) the embedded stack. Idempotent: a running server is reused and only dead
+ * pools are restarted. `detached: false` ties every process to the caller (kubedos dev).
+ */
+export async function startStack(options: { detached: boolean; pools?: PoolName[] }): Promise<StackStatus> {
+  const home = stateDir();
+  const previous = readState(home);
+  const pools = options.pools ?? configuredPools();
+  let state: StackState;
+
+  if (previous && serverAlive(previous)) {
+    state = previous;
+  } else {
+    const { port, uiPort } = await choosePorts(home, previous);
+    const bin = await findTemporalBinary();
+    state = { home, port, uiPort, temporalVersion: await temporalVersion(bin), workers: {} };
+    mkdirSync(path.dirname(files(home).db), { recursive: true });
+    const argv = devServerArgv(bin, { ip: IP, port, uiPort, dbFile: files(home).db, namespace: NAMESPACE, headless: process.env.KUBEDOS_HEADLESS === '1' });
+    const pid = spawnDaemon(argv, { logFile: files(home).serverLog, detached: options.detached });
+    state.server = { pid, startedAt: new Date().toISOString() };
+    writeState(state);
+    logger.info({ pid, port, uiPort, home }, 'started the embedded Temporal dev server');
+    await waitForServer(`${IP}:${port}`, NAMESPACE, 60_000, () => isOurProcess(pid, SERVER_MARKER)).catch((err) => {
+      throw new TemporalUnavailableError(`${(err as Error).message}\n${logTail(files(home).serverLog)}`, (err as TemporalUnavailableError).hint);
+    });
+  }
+
+  const started: PoolName[] = [];
+  for (const pool of pools) {
+    const current = state.workers[pool];
+    if (current && isOurProcess(current.pid, workerMarker(pool))) continue;
+    startWorker(state, pool, options.detached);
+    started.push(pool);
+  }
+  writeState(state);
+  if (started.length) await settleWorkers(state, started);
+  return stackStatus();
+}
+
+/** What is running for this state directory. */
+export function stackStatus(): StackStatus {
+  const home = stateDir();
+  const state = readState(home);
+  const port = state?.port ?? DEFAULT_PORT;
+  const uiPort = state?.uiPort ?? port + 1000;
+  const settings = embeddedSettings({ port, uiPort });
+  const pools: PoolStatus[] = POOL_NAMES.filter((p) => state?.workers[p]).map((pool) => {
+    const pid = state!.workers[pool]!.pid;
+    const running = isOurProcess(pid, workerMarker(pool));
+    return { pool, pid, running, reason: running ? undefined : logTail(files(home).workerLog(pool), 3) };
+  });
+  return {
+    home,
+    address: settings.address,
+    uiUrl: settings.uiUrl!,
+    temporalVersion: state?.temporalVersion,
+    serverPid: state?.server?.pid,
+    serverRunning: serverAlive(state),
+    pools,
+  };
+}
+
+/** Stop every worker, then the server. The SQLite database stays. */
+export async function stopStack(): Promise<StackStatus> {
+  const home = stateDir();
+  const state = readState(home);
+  if (!state) return stackStatus();
+  await Promise.all(
+    POOL_NAMES.map(async (pool) => {
+      const w = state.workers[pool];
+      if (w) await stopProcess(w.pid, workerMarker(pool));
+    }),
+  );
+  if (state.server) await stopProcess(state.server.pid, SERVER_MARKER, 15_000);
+  const status = stackStatus();
+  writeState({ ...state, server: undefined, workers: {} });
+  return { ...status, serverRunning: false, pools: status.pools.map((p) => ({ ...p, running: false, reason: undefined })) };
+}
+
+/** Log file of a pool's worker (shown when it refused to start). */
+export function workerLogFile(pool: PoolName): string {
+  return files(stateDir()).workerLog(pool);
+}

@@ -1,0 +1,47 @@
+/**
+ * Once per test run: start the real Temporal dev server (headless, SQLite in a temp dir, a free
+ * port) and bundle the workflow code once. Tests read both from the environment.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnDaemon } from '../../src/exec/daemon';
+import { devServerArgv, findTemporalBinary, waitForServer } from '../../src/temporal/dev-server';
+import { bundleWorkflows } from '../../src/temporal/bundle-workflows';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export default async function globalSetup(): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'kubedos-test-'));
+  const port = await freePort();
+  const bin = await findTemporalBinary();
+  const argv = devServerArgv(bin, {
+    ip: '127.0.0.1',
+    port,
+    uiPort: await freePort(),
+    dbFile: path.join(dir, 'temporal.db'),
+    namespace: 'default',
+    headless: true,
+  });
+  const pid = spawnDaemon(argv, { logFile: path.join(dir, 'temporal.log'), detached: false });
+  const address = `127.0.0.1:${port}`;
+  const [bundle] = await Promise.all([
+    bundleWorkflows(path.join(dir, 'workflow-bundle.js')),
+    waitForServer(address, 'default', 60_000),
+  ]);
+  process.env.KUBEDOS_TEST_DIR = dir;
+  process.env.KUBEDOS_TEST_TEMPORAL_ADDRESS = address;
+  process.env.KUBEDOS_TEST_WORKFLOW_BUNDLE = bundle;
+  process.env.KUBEDOS_TEST_TEMPORAL_PID = String(pid);
+  writeFileSync(path.join(dir, 'server.json'), JSON.stringify({ pid, address }));
+}

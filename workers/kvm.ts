@@ -1,0 +1,4 @@
+/** Entry point of the `kvm` worker pool. See src/pools/pools.ts for what it serves and needs. */
+import { main } from './run-pool';
+
+main('kvm');

@@ -1,0 +1,80 @@
+/**
+ * Shared body of every pool's entry point: probe, refuse the queue when something is missing,
+ * otherwise connect and poll until SIGINT/SIGTERM.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createProbeActivities } from '../activities/probe';
+import { probePool } from '../src/exec/probe';
+import { logger } from '../src/log';
+import { POOLS, type PoolName } from '../src/pools/pools';
+import { externalSettings, sdkTlsOption } from '../src/temporal/connection';
+import { WORKER_REFUSED_EXIT } from '../src/temporal/stack';
+
+export type ActivityMap = Record<string, (...args: never[]) => Promise<unknown>>;
+
+/** Workflow code for the control pool: the prebuilt bundle when present, else bundle from source. */
+function workflowSource(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  const bundle = path.resolve(__dirname, '..', 'workflow-bundle.js');
+  if (existsSync(bundle)) return { workflowBundle: { codePath: bundle } };
+  return { workflowsPath: require.resolve('../workflows') };
+}
+
+/** Build the worker for a pool against an existing connection (also used by tests). */
+export async function createPoolWorker(
+  pool: PoolName,
+  connection: NativeConnection,
+  namespace: string,
+  activities: ActivityMap = {},
+  overrides: Partial<WorkerOptions> = {},
+): Promise<Worker> {
+  const def = POOLS[pool];
+  return Worker.create({
+    connection,
+    namespace,
+    taskQueue: def.taskQueue,
+    identity: `${pool}@${require('node:os').hostname()}:${process.pid}`,
+    activities: { ...createProbeActivities({ pool, probe: probePool }), ...activities },
+    ...(def.runsWorkflows ? workflowSource() : {}),
+    ...overrides,
+  });
+}
+
+/** Entry point body: exits 78 (EX_CONFIG) when the host lacks what the pool needs. */
+export async function runPool(pool: PoolName, activities: ActivityMap = {}): Promise<void> {
+  const log = logger.child({ pool });
+  const probe = await probePool(pool);
+  if (!probe.ok) {
+    log.error({ missing: probe.missing }, `refusing to poll ${probe.taskQueue}: ${probe.missing.join('; ')}`);
+    process.exit(WORKER_REFUSED_EXIT);
+  }
+  const settings = externalSettings();
+  if (!settings) {
+    log.error({}, 'TEMPORAL_ADDRESS is not set; workers connect to a running server (kubedos dev starts one)');
+    process.exit(WORKER_REFUSED_EXIT);
+  }
+  const connection = await NativeConnection.connect({
+    address: settings.address,
+    tls: sdkTlsOption(settings),
+    apiKey: settings.apiKey,
+  });
+  try {
+    const worker = await createPoolWorker(pool, connection, settings.namespace, activities);
+    log.info({ taskQueue: POOLS[pool].taskQueue, accel: probe.accel?.mode }, 'polling');
+    await worker.run();
+  } finally {
+    await connection.close();
+  }
+}
+
+/** Run a pool entry point as a program, reporting startup failures on stderr. */
+export function main(pool: PoolName, activities: ActivityMap = {}): void {
+  runPool(pool, activities).then(
+    () => process.exit(0),
+    (err) => {
+      logger.error({ pool, error: String(err?.stack ?? err) }, 'worker failed');
+      process.exit(1);
+    },
+  );
+}

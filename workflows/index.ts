@@ -1,0 +1,2 @@
+/** Every workflow the control pool runs. Orchestration only: no I/O, no Node built-ins. */
+export * from './doctor';

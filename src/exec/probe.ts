@@ -36,6 +36,11 @@ export interface PoolProbe {
   accel?: { mode: Accel; reason: string };
 }
 
+/** Tools without a version flag of their own: ask a sibling from the same package. */
+const VERSION_FROM: Record<string, string[]> = {
+  'ssh-keygen': ['ssh', '-V'],
+};
+
 /** How to ask each tool its version; the first dotted number in the output is taken. */
 const VERSION_ARGS: Record<string, string[]> = {
   'mkfs.ext4': ['-V'],
@@ -43,18 +48,17 @@ const VERSION_ARGS: Record<string, string[]> = {
   'mkfs.vfat': ['--help'],
   xorriso: ['-version'],
   mksquashfs: ['-version'],
-  'ssh-keygen': ['-V'],
   govc: ['version'],
 };
 
-const VERSION_RE = /\d+\.\d+(?:\.\d+)?(?:[-+~][\w.]+)?/;
+const VERSION_RE = /\d+\.\d+(?:\.\d+)?(?:[-+~p][\w.]+)?/;
 
 export async function probeTool(name: string): Promise<ToolProbe> {
   const path = await which(name);
   if (!path) return { name, found: false };
-  const args = VERSION_ARGS[name] ?? ['--version'];
+  const argv = VERSION_FROM[name] ?? [path, ...(VERSION_ARGS[name] ?? ['--version'])];
   try {
-    const { stdout, stderr } = await runTool([path, ...args], { timeoutMs: 10_000 });
+    const { stdout, stderr } = await runTool(argv, { timeoutMs: 10_000 });
     return { name, found: true, path, version: VERSION_RE.exec(`${stdout}\n${stderr}`)?.[0] };
   } catch (err) {
     // Some tools print their version and exit non-zero (mkfs.vfat --help); keep what they said.
@@ -68,11 +72,11 @@ export async function probeAccel(): Promise<{ mode: Accel; reason: string }> {
   try {
     await fs.access('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch {
-    return { mode: 'tcg', reason: '/dev/kvm is absent or not accessible' };
+    return { mode: 'tcg', reason: 'no usable /dev/kvm' };
   }
   const cpuinfo = await fs.readFile('/proc/cpuinfo', 'utf8').catch(() => '');
   if (!/\b(vmx|svm)\b/.test(cpuinfo)) {
-    return { mode: 'tcg', reason: '/dev/kvm exists but the CPU exposes no vmx/svm (nested virtualisation off)' };
+    return { mode: 'tcg', reason: 'CPU has no vmx/svm' };
   }
   return { mode: 'kvm', reason: '/dev/kvm usable' };
 }

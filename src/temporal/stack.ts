@@ -184,6 +184,8 @@ export async function startStack(options: { detached: boolean; pools?: PoolName[
   if (previous && serverAlive(previous)) {
     state = previous;
   } else {
+    // Workers left over from a crashed stack belong to a server that is gone: stop them first.
+    await stopWorkers(previous);
     const { port, uiPort } = await choosePorts(home, previous);
     const bin = await findTemporalBinary();
     state = { home, port, uiPort, temporalVersion: await temporalVersion(bin), workers: {} };
@@ -233,17 +235,21 @@ export function stackStatus(): StackStatus {
   };
 }
 
+async function stopWorkers(state?: StackState): Promise<void> {
+  await Promise.all(
+    POOL_NAMES.map(async (pool) => {
+      const w = state?.workers[pool];
+      if (w) await stopProcess(w.pid, workerMarker(pool));
+    }),
+  );
+}
+
 /** Stop every worker, then the server. The SQLite database stays. */
 export async function stopStack(): Promise<StackStatus> {
   const home = stateDir();
   const state = readState(home);
   if (!state) return stackStatus();
-  await Promise.all(
-    POOL_NAMES.map(async (pool) => {
-      const w = state.workers[pool];
-      if (w) await stopProcess(w.pid, workerMarker(pool));
-    }),
-  );
+  await stopWorkers(state);
   if (state.server) await stopProcess(state.server.pid, SERVER_MARKER, 15_000);
   const status = stackStatus();
   writeState({ ...state, server: undefined, workers: {} });

@@ -1,0 +1,18 @@
+/** Exit codes of the kubedos CLI; documented in the README and in `kubedos --help`. */
+export const EXIT = {
+  ok: 0,
+  /** Something failed at run time (a tool, a workflow). */
+  failure: 1,
+  /** Bad command line. */
+  usage: 2,
+  /** The spec file is invalid. */
+  invalidSpec: 3,
+  /** Temporal could not be reached or started. */
+  unavailable: 4,
+  /** A required worker pool is missing or lacks tools (doctor). */
+  capabilityMissing: 5,
+  /** Interrupted by Ctrl-C. */
+  interrupted: 130,
+} as const;
+
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];

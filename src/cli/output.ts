@@ -1,0 +1,65 @@
+/**
+ * Rendering for the CLI: results on stdout (JSON with --json), everything else on stderr.
+ * Colour comes from picocolors, which honours NO_COLOR and non-TTY output.
+ */
+import pc from 'picocolors';
+import { KubedosError, SpecError } from '../errors';
+
+export { pc as colors };
+
+/** Align columns; the header row is bold. */
+export function renderTable(headers: string[], rows: string[][]): string {
+  const visible = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').length;
+  const widths = headers.map((h, i) => Math.max(visible(h), ...rows.map((r) => visible(r[i] ?? ''))));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(widths[i]! - visible(c)))).join('  ').trimEnd();
+  return [pc.bold(line(headers)), ...rows.map(line)].join('\n');
+}
+
+export function printJson(data: unknown): void {
+  process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+}
+
+/** Progress and notices that are not the command's result. */
+export function note(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+function causeChain(err: unknown): string[] {
+  const chain: string[] = [];
+  let cause = (err as { cause?: unknown })?.cause;
+  while (cause && chain.length < 5) {
+    chain.push(cause instanceof Error ? cause.message : String(cause));
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return chain;
+}
+
+/** The `{error: …}` object printed with --json. */
+export function errorJson(err: unknown): { error: Record<string, unknown> } {
+  const e = err as Error;
+  return {
+    error: {
+      name: e?.name ?? 'Error',
+      message: e?.message ?? String(err),
+      hint: err instanceof KubedosError ? err.hint : undefined,
+      issues: err instanceof SpecError ? err.issues : undefined,
+      causes: causeChain(err),
+    },
+  };
+}
+
+/** Print an error for people: message, each cause, the hint; the stack only with --debug. */
+export function printError(err: unknown, options: { json?: boolean; debug?: boolean; detail?: string } = {}): void {
+  if (options.json) {
+    printJson(errorJson(err));
+    return;
+  }
+  const e = err as Error;
+  const lines = [`${pc.red(pc.bold('error'))}: ${e?.message ?? String(err)}`];
+  if (options.detail) lines.push(options.detail);
+  for (const cause of causeChain(err)) lines.push(`  ${pc.dim('caused by:')} ${cause}`);
+  if (err instanceof KubedosError && err.hint) lines.push(`  ${pc.cyan('hint:')} ${err.hint}`);
+  if (options.debug && e?.stack) lines.push(pc.dim(e.stack));
+  process.stderr.write(`${lines.join('\n')}\n`);
+}

@@ -64,6 +64,11 @@ test('stack start → doctor → stop → start again keeps the finished run (SQ
   expect(build.state).toBe('ok');
   expect(build.probe!.tools.find((t) => t.name === 'qemu-img')!.version).toMatch(/^\d+\.\d+/);
   expect(temporalWorkflowIds(stack.address)).toContain(report.workflowId);
+  // …and the Web UI shows it (its own API, the one the pages call).
+  const viaUi = (await (await fetch(`${stack.uiUrl}/api/v1/namespaces/default/workflows/${report.workflowId}`)).json()) as {
+    workflowExecutionInfo: { status: string; type: { name: string } };
+  };
+  expect(viaUi.workflowExecutionInfo).toMatchObject({ status: 'WORKFLOW_EXECUTION_STATUS_COMPLETED', type: { name: 'doctor' } });
 
   // Human rendering of the same run.
   const table = await kubedos(['doctor'], env);

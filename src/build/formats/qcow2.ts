@@ -1,0 +1,14 @@
+import { qemuImgConvert } from '../tools/qemu-img';
+import { publishArtifact, type OutputFormat } from './format';
+
+/** QEMU copy-on-write v3 (deterministic with qemu-img 7.2: no timestamps, no random ids). */
+export const qcow2: OutputFormat = {
+  name: 'qcow2',
+  description: 'QEMU/KVM, Proxmox, OpenStack (qcow2 v3)',
+  fileName: (image) => `${image.name}.qcow2`,
+  produce: async (ctx) => [
+    await publishArtifact(ctx, 'qcow2', qcow2.fileName(ctx.plan.image), (tmp) =>
+      qemuImgConvert({ source: ctx.rawDisk!, sourceFormat: 'raw', dest: tmp, destFormat: 'qcow2', options: { compat: '1.1' } }, { signal: ctx.options.signal }).then(() => undefined),
+    ),
+  ],
+};

@@ -1,0 +1,41 @@
+/** qemu-img: converts and checks disk images. Builds argv only. */
+import { runTool, type RunResult } from '../../exec/run';
+import type { ToolOptions } from './common';
+
+export interface ConvertArgs {
+  source: string;
+  sourceFormat: 'raw' | 'qcow2' | 'vmdk';
+  dest: string;
+  destFormat: 'raw' | 'qcow2' | 'vmdk';
+  /** `-o` creation options, e.g. `{ subformat: 'streamOptimized' }`. */
+  options?: Record<string, string>;
+}
+
+export function qemuImgConvertArgv(a: ConvertArgs): string[] {
+  const argv = ['qemu-img', 'convert', '-q', '-f', a.sourceFormat, '-O', a.destFormat];
+  const opts = Object.entries(a.options ?? {}).map(([k, v]) => `${k}=${v}`);
+  if (opts.length > 0) argv.push('-o', opts.join(','));
+  argv.push(a.source, a.dest);
+  return argv;
+}
+
+export function qemuImgConvert(a: ConvertArgs, options: ToolOptions = {}): Promise<RunResult> {
+  return runTool(qemuImgConvertArgv(a), options);
+}
+
+export function qemuImgCheckArgv(image: string, format: string): string[] {
+  return ['qemu-img', 'check', '-f', format, '--output=json', image];
+}
+
+/** Resolves with the JSON report; rejects (ToolFailedError) when the image has errors. */
+export function qemuImgCheck(image: string, format: string, options: ToolOptions = {}): Promise<RunResult> {
+  return runTool(qemuImgCheckArgv(image, format), options);
+}
+
+export function qemuImgInfoArgv(image: string, format: string): string[] {
+  return ['qemu-img', 'info', '-f', format, '--output=json', image];
+}
+
+export function qemuImgInfo(image: string, format: string, options: ToolOptions = {}): Promise<RunResult> {
+  return runTool(qemuImgInfoArgv(image, format), options);
+}

@@ -1,0 +1,161 @@
+/**
+ * End-to-end tests of the manufacturing engine with the real tools (slow; no mocks). One image
+ * is built per run and shared through test/support/images.ts.
+ */
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { buildImage, OUTPUT_FORMATS, type BuildPlan } from '../../src/build';
+import { sha256File } from '../../src/build/lock';
+import { diskLayout } from '../../src/build/disk';
+import { debugfsRequest } from '../../src/build/tools/debugfs';
+import { qemuImgCheck } from '../../src/build/tools/qemu-img';
+import { qemuBoot } from '../../src/build/tools/qemu-system';
+import { builtImage, sharedCaches, TEST_PLAN, type BuiltImage } from '../support/images';
+
+jest.setTimeout(30 * 60 * 1000);
+
+let img: BuiltImage;
+
+beforeAll(async () => {
+  img = await builtImage();
+  if (img.result) console.log(`test image built in ${img.result.totalMs} ms`, img.result.timings);
+});
+
+/** The root filesystem inside the raw disk, as debugfs addresses it (no mounts). */
+function rootFs(): string {
+  const layout = diskLayout(TEST_PLAN.image.diskSizeBytes, img.manifest.inputDigest);
+  return `${img.artifacts.raw}?offset=${layout.root.offset}`;
+}
+
+async function debugfs(request: string): Promise<string> {
+  return (await debugfsRequest(rootFs(), request)).stdout;
+}
+
+describe.each(Object.keys(OUTPUT_FORMATS))('format %s', (format) => {
+  test('is produced, digested and listed in the manifest', async () => {
+    const entry = img.manifest.artifacts.find((a) => a.format === format);
+    expect(entry).toBeDefined();
+    const file = img.artifacts[format]!;
+    expect(path.basename(file)).toBe(OUTPUT_FORMATS[format as keyof typeof OUTPUT_FORMATS].fileName(TEST_PLAN.image));
+    const st = await fs.stat(file);
+    expect(st.size).toBe(entry!.size);
+    expect(await sha256File(file)).toBe(entry!.sha256);
+  });
+});
+
+test.each(['qcow2', 'vmdk'])('qemu-img check is clean on %s', async (format) => {
+  const { stdout } = await qemuImgCheck(img.artifacts[format]!, format);
+  const report = JSON.parse(stdout) as { corruptions?: number; leaks?: number; 'check-errors': number };
+  expect(report['check-errors']).toBe(0);
+  expect(report.corruptions ?? 0).toBe(0);
+  expect(report.leaks ?? 0).toBe(0);
+});
+
+test('ova: OVF descriptor first, then the manifest, whose SHA256 lines match', async () => {
+  const data = await fs.readFile(img.artifacts.ova!);
+  const entries: { name: string; body: Buffer }[] = [];
+  let pos = 0;
+  while (pos + 512 <= data.length && data[pos] !== 0) {
+    const name = data.subarray(pos, pos + 100).toString('utf8').replace(/\0.*$/s, '');
+    const size = parseInt(data.subarray(pos + 124, pos + 136).toString('ascii').replace(/\0.*$/s, ''), 8);
+    expect(parseInt(data.subarray(pos + 136, pos + 148).toString('ascii'), 8)).toBe(TEST_PLAN.sourceDateEpoch);
+    entries.push({ name, body: data.subarray(pos + 512, pos + 512 + size) });
+    pos += 512 + Math.ceil(size / 512) * 512;
+  }
+  expect(entries.map((e) => e.name)).toEqual(['kubedos-test.ovf', 'kubedos-test.mf', 'kubedos-test-disk1.vmdk']);
+  const { createHash } = await import('node:crypto');
+  const mf = entries[1]!.body.toString();
+  for (const e of [entries[0]!, entries[2]!]) {
+    expect(mf).toContain(`SHA256(${e.name})= ${createHash('sha256').update(e.body).digest('hex')}`);
+  }
+  expect(entries[0]!.body.toString()).toContain('ovf:href="kubedos-test-disk1.vmdk"');
+});
+
+describe('image scan (debugfs, no mounts)', () => {
+  test('no SSH host keys', async () => {
+    const ls = await debugfs('ls /etc/ssh');
+    expect(ls).toContain('sshd_config');
+    expect(ls).not.toMatch(/ssh_host_/);
+  });
+  test('empty /etc/machine-id', async () => {
+    const stat = await debugfs('stat /etc/machine-id');
+    expect(stat).toMatch(/Type: regular/);
+    expect(stat).toMatch(/Size: 0\b/);
+  });
+  test('no password hashes in /etc/shadow', async () => {
+    const shadow = await debugfs('cat /etc/shadow');
+    const lines = shadow.split('\n').filter(Boolean);
+    expect(lines.length).toBeGreaterThan(5);
+    for (const line of lines) expect(line.split(':')[1]).toMatch(/^[!*]/);
+  });
+  test('no systemd random seed', async () => {
+    const ls = await debugfs('ls /var/lib/systemd');
+    expect(ls).not.toMatch(/random-seed/);
+  });
+  test('payload is in place: hostname, units enabled, authorized keys', async () => {
+    expect((await debugfs('cat /etc/hostname')).trim()).toBe(TEST_PLAN.image.hostname);
+    const wants = await debugfs('ls /etc/systemd/system/multi-user.target.wants');
+    for (const unit of ['kubedos-ready.service', 'kubedos-firstboot.service', 'kubedos-hello.service']) expect(wants).toContain(unit);
+    expect(await debugfs('cat /root/.ssh/authorized_keys')).toContain('kubedos-test');
+    expect(await debugfs('stat /root/.ssh/authorized_keys')).toMatch(/Mode:\s+0600/);
+  });
+});
+
+/**
+ * Target: ≤ 10 s on an idle 2-core builder. The assertion's bound is KUBEDOS_WARM_BUILD_LIMIT_MS
+ * (default 30 000) because shared CI machines run other builds concurrently; the time is printed.
+ */
+test('a payload-only change rebuilds without mmdebstrap, fast (raw + qcow2)', async () => {
+  const plan: BuildPlan = {
+    ...TEST_PLAN,
+    image: { ...TEST_PLAN.image, files: [{ path: '/etc/kubedos/role', content: `worker changed ${Date.now()}\n`, mode: 0o644, owner: 'root:root' }] },
+    formats: ['raw', 'qcow2'],
+  };
+  const outputDir = await fs.mkdtemp(path.join(os.tmpdir(), 'kubedos-payload-'));
+  try {
+    const result = await buildImage(plan, { ...sharedCaches(), outputDir, lock: img.lock });
+    console.log(`payload-only rebuild (raw+qcow2): ${result.totalMs} ms (target 10000 ms)`, result.timings);
+    expect(result.ranMmdebstrap).toBe(false);
+    expect(result.manifest.layerDigest).toBe(img.manifest.layerDigest);
+    expect(result.manifest.inputDigest).not.toBe(img.manifest.inputDigest);
+    expect(result.totalMs).toBeLessThanOrEqual(Number(process.env.KUBEDOS_WARM_BUILD_LIMIT_MS ?? 30_000));
+  } finally {
+    await fs.rm(outputDir, { recursive: true, force: true });
+  }
+});
+
+test('boots under OVMF (TCG) from the qcow2 to "kubedos: ready <hostname>", host keys made at first boot', async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kubedos-boot-'));
+  const vars = path.join(dir, 'OVMF_VARS.fd');
+  await fs.copyFile('/usr/share/OVMF/OVMF_VARS_4M.fd', vars);
+  const serial = path.join(dir, 'serial.log');
+  const abort = new AbortController();
+  const started = Date.now();
+  const qemu = qemuBoot(
+    { disk: img.artifacts.qcow2!, diskFormat: 'qcow2', ovmfCode: '/usr/share/OVMF/OVMF_CODE_4M.fd', ovmfVars: vars, serialFile: serial, snapshot: true },
+    { signal: abort.signal },
+  ).catch((err: unknown) => err);
+  const ready = `kubedos: ready ${TEST_PLAN.image.hostname}`;
+  let log = '';
+  let exited = false;
+  void qemu.then(() => (exited = true));
+  try {
+    while (Date.now() - started < 240_000 && !exited) {
+      log = await fs.readFile(serial, 'utf8').catch(() => '');
+      if (log.split('\n').some((l) => l.replace(/^\[[^\]]*\]\s*/, '').startsWith(ready))) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const ms = Date.now() - started;
+    console.log(`boot to ready: ${ms} ms`);
+    if (!log.includes(ready)) console.log(log.slice(-4000));
+    expect(log).toContain(ready);
+    expect(log).toMatch(/kubedos: hostkey \d+ SHA256:\S+ root@\S+ \(ED25519\)/);
+    expect(log).toContain('kubedos: hello from first boot');
+    expect(log).toMatch(/^kubedos: ready /m);
+  } finally {
+    abort.abort();
+    await qemu;
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});

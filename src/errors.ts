@@ -98,3 +98,17 @@ export class LockedPackageUnavailableError extends KubedosError {
 
 /** The image build failed in a way that is not one tool's failure (inconsistent layer, bad lock). */
 export class BuildFailedError extends KubedosError {}
+
+/** The artifact store refused or could not serve a request. */
+export class StoreError extends KubedosError {}
+
+/** Bytes read back do not hash to the digest they are stored under: tampering or corruption. */
+export class DigestMismatchError extends KubedosError {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+    readonly where: string,
+  ) {
+    super(`${where}: content hashes to sha256:${actual}, expected sha256:${expected}`, 'the blob is corrupt or was tampered with: delete it and publish again');
+  }
+}

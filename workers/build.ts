@@ -1,4 +1,6 @@
-/** Entry point of the `build` worker pool. See src/pools/pools.ts for what it serves and needs. */
+/** Entry point of the `build` worker pool: the Foundry. See src/pools/pools.ts for what it needs. */
+import { createBuildActivities } from '../activities/build';
+import { defaultBuildDirs, defaultStore } from '../src/store/default';
 import { main } from './run-pool';
 
-main('build');
+main('build', createBuildActivities({ store: defaultStore(), ...defaultBuildDirs() }));

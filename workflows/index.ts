@@ -1,2 +1,3 @@
 /** Every workflow the control pool runs. Orchestration only: no I/O, no Node built-ins. */
 export * from './doctor';
+export * from './manufacture';

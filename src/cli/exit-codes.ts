@@ -11,6 +11,8 @@ export const EXIT = {
   unavailable: 4,
   /** A required worker pool is missing or lacks tools (doctor). */
   capabilityMissing: 5,
+  /** A rebuild did not reproduce the recorded artifacts bit for bit (verify). */
+  notReproducible: 6,
   /** Interrupted by Ctrl-C. */
   interrupted: 130,
 } as const;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { projectRoot } from '../config/paths';
 import { ENV_VARS } from '../config/env';
+import { registerBuild } from './commands/build';
 import { registerDoctor } from './commands/doctor';
 import { registerStack } from './commands/stack';
 import { registerValidate } from './commands/validate';
@@ -18,13 +19,14 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerValidate(program);
+  registerBuild(program);
   registerDoctor(program);
   registerStack(program);
   program.addHelpText(
     'after',
     [
       '',
-      'Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid spec, 4 Temporal unavailable, 5 capability missing, 130 interrupted.',
+      'Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid spec, 4 Temporal unavailable, 5 capability missing, 6 not reproducible, 130 interrupted.',
       '',
       'Environment:',
       ...ENV_VARS.map((v) => `  ${v.name.padEnd(34)} ${v.description} (default: ${v.default})`),

@@ -1,0 +1,114 @@
+/**
+ * The build activity as an adapter: heartbeats, cancellation reaching the engine, publishing into
+ * the store, idempotency. The engine is replaced by a small fake that writes real files, so these
+ * run in milliseconds; the real engine is exercised by test/e2e/build*.test.ts.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { buildKey, createBuildActivities, type BuildHeartbeat, type BuildImageResult } from '../../activities/build';
+import { serializePlan } from '../../src/build/from-spec';
+import type { BuildPlan, buildImage } from '../../src/build';
+import { LocalStore } from '../../src/store/local';
+
+const plan: BuildPlan = {
+  base: { suite: 'bookworm', mirror: 'http://deb.debian.org/debian', components: ['main'], packages: ['systemd'], architecture: 'amd64' },
+  sourceDateEpoch: 1735689600,
+  image: { name: 'worker', role: 'worker', hostname: 'worker', files: [{ path: '/etc/x', content: Buffer.from([0, 1, 2]), mode: 0o644, owner: 'root:root' }], units: [], firstBoot: [], authorizedKeys: [], passwordLogin: false, diskSizeBytes: 2 ** 30 },
+  formats: ['raw'],
+};
+
+const lock = { lockVersion: 1 as const, suite: 'bookworm', architecture: 'amd64', baseInputs: 'x', packages: [] };
+
+/** A fake engine: writes one artifact, reports steps, honours the abort signal. */
+function fakeEngine(calls: { n: number }, options: { waitForAbort?: boolean } = {}): typeof buildImage {
+  return async (p, o) => {
+    calls.n += 1;
+    o.onStep?.('prepareRootfs', 1);
+    if (options.waitForAbort) {
+      await new Promise((_, reject) => o.signal!.addEventListener('abort', () => reject(new Error('engine saw abort'))));
+    }
+    await fs.mkdir(o.outputDir, { recursive: true });
+    const bytes = Buffer.from(`disk of ${p.image.name}`);
+    await fs.writeFile(path.join(o.outputDir, 'worker.raw'), bytes);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    o.onStep?.('produce-raw', 1);
+    return {
+      manifest: {
+        schema: 'kubedos.build-manifest/v1', image: { name: p.image.name, role: p.image.role, hostname: p.image.hostname },
+        inputDigest: 'i'.repeat(64), layerDigest: 'l'.repeat(64), lockDigest: 'k'.repeat(64), sourceDateEpoch: p.sourceDateEpoch,
+        diskSizeBytes: p.image.diskSizeBytes, artifacts: [{ format: 'raw', file: 'worker.raw', sha256, size: bytes.length }],
+      },
+      lock, ranMmdebstrap: true, timings: { prepareRootfs: 1 }, totalMs: 2,
+    };
+  };
+}
+
+function setup(engine: typeof buildImage) {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'kubedos-act-'));
+  const store = new LocalStore(path.join(root, 'store'));
+  const activities = createBuildActivities({ store, cacheDir: path.join(root, 'cache'), debCacheDir: path.join(root, 'debs'), workDir: path.join(root, 'work'), engine });
+  return { root, store, activities };
+}
+
+test('builds, publishes artifacts into the store, heartbeats each step, and records the result', async () => {
+  const calls = { n: 0 };
+  const { store, activities, root } = setup(fakeEngine(calls));
+  const planDigest = (await store.putBytes(serializePlan(plan))).sha256;
+  const env = new MockActivityEnvironment();
+  const beats: BuildHeartbeat[] = [];
+  env.on('heartbeat', (d: BuildHeartbeat) => beats.push(structuredClone(d)));
+
+  const result: BuildImageResult = await env.run(activities.buildImage, { planDigest });
+  expect(result.reused).toBe(false);
+  expect(result.artifacts).toHaveLength(1);
+  const artifact = result.artifacts[0]!;
+  expect(await fs.readFile(artifact.location, 'utf8')).toBe('disk of worker');
+  expect(await store.has(artifact.sha256)).toBe(true);
+  expect(beats.map((b) => b.completed.length)).toEqual(expect.arrayContaining([0, 1, 2]));
+  expect(beats.at(-1)!.completed).toEqual(['prepareRootfs', 'produce-raw']);
+  // The scratch work directory is gone; only the store keeps the artifact.
+  expect(await fs.readdir(path.join(root, 'work'))).toEqual([]);
+
+  // Idempotent: the same input finds the recorded result and does not build again.
+  const again = await new MockActivityEnvironment().run(activities.buildImage, { planDigest });
+  expect(calls.n).toBe(1);
+  expect(again).toMatchObject({ reused: true, manifestDigest: result.manifestDigest });
+  // …and so does a later build that names the lock this one resolved.
+  const locked: BuildImageResult = await new MockActivityEnvironment().run(activities.buildImage, { planDigest, lockDigest: result.lockBlob });
+  expect(calls.n).toBe(1);
+  expect(locked.reused).toBe(true);
+  expect(await store.getRef(`builds/${buildKey({ planDigest, lockDigest: result.lockBlob })}`)).toBeDefined();
+});
+
+test('scratch builds run again and are not recorded', async () => {
+  const calls = { n: 0 };
+  const { store, activities } = setup(fakeEngine(calls));
+  const planDigest = (await store.putBytes(serializePlan(plan))).sha256;
+  await new MockActivityEnvironment().run(activities.buildImage, { planDigest });
+  await new MockActivityEnvironment().run(activities.buildImage, { planDigest, scratch: true });
+  expect(calls.n).toBe(2);
+});
+
+test('cancellation reaches the engine through the abort signal', async () => {
+  const { store, activities } = setup(fakeEngine({ n: 0 }, { waitForAbort: true }));
+  const planDigest = (await store.putBytes(serializePlan(plan))).sha256;
+  const env = new MockActivityEnvironment();
+  const running = env.run(activities.buildImage, { planDigest });
+  setTimeout(() => env.cancel(), 50);
+  await expect(running).rejects.toThrow(/engine saw abort|cancel/i);
+});
+
+test('a tampered plan blob is refused before anything is built', async () => {
+  const calls = { n: 0 };
+  const { store, activities } = setup(fakeEngine(calls));
+  const planDigest = (await store.putBytes(serializePlan(plan))).sha256;
+  const blob = store.localPath(planDigest);
+  await fs.chmod(blob, 0o644);
+  await fs.writeFile(blob, serializePlan({ ...plan, sourceDateEpoch: 1 }));
+  await expect(new MockActivityEnvironment().run(activities.buildImage, { planDigest })).rejects.toThrow(/expected sha256:/);
+  expect(calls.n).toBe(0);
+});
+

@@ -58,6 +58,8 @@ export async function runTool(argv: readonly string[], options: RunOptions = {})
   logger.debug({ argv, cwd: options.cwd }, 'exec');
 
   const child = execa(file, args, {
+    // Its own process group, so cancellation reaches every descendant (mmdebstrap forks).
+    detached: true,
     cwd: options.cwd,
     env: cleanEnv(options.env, options.sourceDateEpoch),
     extendEnv: false,
@@ -70,15 +72,24 @@ export async function runTool(argv: readonly string[], options: RunOptions = {})
     windowsHide: true,
   });
 
-  const onAbort = () => child.kill('SIGTERM', { forceKillAfterTimeout: options.killGraceMs ?? 5000 });
+  const group = child.pid;
+  if (group !== undefined) liveGroups.add(group);
+  let forceKill: NodeJS.Timeout | undefined;
+  const onAbort = () => {
+    if (group === undefined) return;
+    signalGroup(group, 'SIGTERM');
+    forceKill = setTimeout(() => signalGroup(group, 'SIGKILL'), options.killGraceMs ?? 5000);
+  };
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.onOutput) {
     child.stdout?.on('data', (chunk: Buffer) => options.onOutput?.('stdout', chunk.toString()));
     child.stderr?.on('data', (chunk: Buffer) => options.onOutput?.('stderr', chunk.toString()));
   }
 
+  let timedOut = false;
   try {
     const result = await child;
+    timedOut = result.timedOut;
     if (options.signal?.aborted) throw new CancelledError(file);
     const spawnError = (result as { originalMessage?: string; code?: string }).code;
     if (spawnError === 'ENOENT') throw new ToolMissingError(file);
@@ -94,6 +105,28 @@ export async function runTool(argv: readonly string[], options: RunOptions = {})
     return { stdout: String(result.stdout), stderr: String(result.stderr) };
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
+    if (group !== undefined) {
+      liveGroups.delete(group);
+      // Leave nothing behind: descendants that outlived the main process go with it.
+      if (options.signal?.aborted || timedOut) {
+        if (forceKill) clearTimeout(forceKill);
+        signalGroup(group, 'SIGKILL');
+      }
+    }
+  }
+}
+
+/** Process groups of tools still running, killed if this process exits first. */
+const liveGroups = new Set<number>();
+process.once('exit', () => {
+  for (const group of liveGroups) signalGroup(group, 'SIGKILL');
+});
+
+function signalGroup(group: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-group, signal);
+  } catch {
+    /* the group is gone */
   }
 }
 

@@ -13,7 +13,10 @@ export interface BuildOptions {
   debCacheDir: string;
   /** Artifacts and the manifest are written here (atomically). */
   outputDir: string;
-  /** Install exactly this package set; without it the base is resolved against the mirror. */
+  /**
+   * Install exactly this package set. Without it the base is first resolved against the mirror
+   * (the result is the build's lock); both cases then install from the lock the same way.
+   */
   lock?: Lock;
   /** Keep the work directory (for debugging). @default false */
   keepWorkDir?: boolean;

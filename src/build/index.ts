@@ -6,9 +6,10 @@ export {
   type BasePlan, type BuildPlan, type FormatName, type ImagePlan, type PlanFile, type PlanUnit,
 } from './plan';
 export {
-  DebCache, lockDigest, lockInputsDigest, parseLock, resolveLock, serializeLock,
-  type Lock, type LockedPackage, type PackageOrigin, type ResolvedTree,
+  DebCache, lockDigest, lockInputsDigest, parseLock, serializeLock,
+  type Lock, type LockedPackage, type PackageOrigin,
 } from './lock';
-export { layerDigest, sourcesList } from './rootfs';
+export { resolveLock, type ResolveOptions } from './resolve';
+export { LAYER_KIND, layerDigest, sourcesList } from './rootfs';
 export { OUTPUT_FORMATS, describeFormats, resolveFormats, type OutputFormat } from './formats';
 export { manifestFileName, type BuildManifest } from './manifest';

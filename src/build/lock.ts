@@ -1,6 +1,6 @@
 /**
- * kubedos.lock: the exact package set of a rootfs layer. Produced from the first resolution
- * against the mirror; later builds given the lock install exactly that set from a local,
+ * kubedos.lock: the exact package set of a rootfs layer. Produced by resolution against the
+ * mirror (resolve.ts); every build installs exactly that set from a local,
  * content-addressed .deb cache (fetching a missing .deb from the archive by its pool path and
  * checking its sha256), so a rebuild still works after the mirror moved on.
  *
@@ -13,7 +13,6 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError, LockedPackageUnavailableError } from '../errors';
 import { logger } from '../log';
-import { parseDeb822 } from './deb822';
 import { canonicalJson, securityMirrorOf, sha256Hex, type BasePlan } from './plan';
 
 /** Which archive a package's pool path is relative to. */
@@ -44,7 +43,8 @@ export function lockInputsDigest(base: BasePlan): string {
   return sha256Hex(canonicalJson({ ...base, packages: [...new Set(base.packages)].sort(), securityMirror: securityMirrorOf(base) }));
 }
 
-function sortPackages(packages: readonly LockedPackage[]): LockedPackage[] {
+/** Packages in lock order: by name, then architecture. */
+export function sortPackages(packages: readonly LockedPackage[]): LockedPackage[] {
   return [...packages].sort((a, b) => (a.name === b.name ? a.architecture.localeCompare(b.architecture) : a.name < b.name ? -1 : 1));
 }
 
@@ -136,44 +136,4 @@ export class DebCache {
 /** The file name apt gives a downloaded .deb (`:` in versions is escaped as `%3a`). */
 export function debFileName(name: string, version: string, architecture: string): string {
   return `${name}_${version.replace(/:/g, '%3a')}_${architecture}.deb`;
-}
-
-export interface ResolvedTree {
-  /** The rootfs produced by the resolution run. */
-  rootfs: string;
-  /** Copy of /var/cache/apt/archives taken by a customize hook. */
-  debsDir: string;
-  /** Copy of /var/lib/apt/lists taken by a customize hook. */
-  listsDir: string;
-}
-
-/**
- * Turn a resolution run into a lock: every installed package (from the tree's dpkg status) with
- * the sha256 of its .deb (moved into the cache) and its pool path (from the apt lists).
- */
-export async function resolveLock(tree: ResolvedTree, base: BasePlan, cache: DebCache): Promise<Lock> {
-  const status = parseDeb822(await fs.readFile(path.join(tree.rootfs, 'var/lib/dpkg/status'), 'utf8'));
-  const installed = status.filter((p) => /\binstalled$/.test(p.Status ?? '') && p.Status?.startsWith('install'));
-  const pool = new Map<string, { filename: string; origin: PackageOrigin }>();
-  for (const list of await fs.readdir(tree.listsDir)) {
-    if (!list.endsWith('_Packages')) continue;
-    const origin: PackageOrigin = list.includes('-security_') ? 'security' : 'mirror';
-    for (const p of parseDeb822(await fs.readFile(path.join(tree.listsDir, list), 'utf8'))) {
-      if (p.Package && p.Version && p.Filename) pool.set(`${p.Package} ${p.Version} ${p.Architecture}`, { filename: p.Filename, origin });
-    }
-  }
-  const packages: LockedPackage[] = [];
-  for (const p of installed) {
-    const name = p.Package!;
-    const version = p.Version!;
-    const architecture = p.Architecture!;
-    const where = pool.get(`${name} ${version} ${architecture}`);
-    if (!where) throw new BuildFailedError(`resolution: ${name} ${version} (${architecture}) is installed but absent from the apt indexes`);
-    const deb = path.join(tree.debsDir, debFileName(name, version, architecture));
-    const exists = await fs.access(deb).then(() => true, () => false);
-    if (!exists) throw new BuildFailedError(`resolution: the .deb of ${name} ${version} was not kept (${path.basename(deb)})`);
-    const sha256 = await cache.add(deb);
-    packages.push({ name, version, architecture, sha256, filename: where.filename, origin: where.origin });
-  }
-  return { lockVersion: 1, suite: base.suite, architecture: base.architecture, baseInputs: lockInputsDigest(base), packages: sortPackages(packages) };
 }

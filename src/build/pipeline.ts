@@ -14,6 +14,7 @@ import { resolveFormats } from './formats';
 import type { Lock } from './lock';
 import { writeManifest, type BuildManifest } from './manifest';
 import { inputDigest, validatePlan, type BuildPlan } from './plan';
+import { resolvePackages } from './resolve';
 import { prepareRootfs } from './rootfs';
 
 export interface BuildResult {
@@ -41,6 +42,7 @@ export async function buildImage(plan: BuildPlan, options: BuildOptions): Promis
     shared: new Map(), artifacts: [], timings: {},
   };
   try {
+    await step(ctx, 'resolvePackages', resolvePackages);
     await step(ctx, 'prepareRootfs', prepareRootfs);
     ctx.inputDigest = inputDigest(plan, ctx.lockDigest!);
     const layout = diskLayout(plan.image.diskSizeBytes, ctx.inputDigest);

@@ -92,7 +92,7 @@ export function sha256Hex(data: string | Buffer): string {
 }
 
 /** The security archive for a base, explicit or derived from the mirror. */
-export function securityMirrorOf(base: BasePlan): string {
+export function securityMirrorOf(base: Pick<BasePlan, 'mirror' | 'securityMirror'>): string {
   if (base.securityMirror) return base.securityMirror.replace(/\/+$/, '');
   const mirror = base.mirror.replace(/\/+$/, '');
   return mirror.endsWith('/debian') ? `${mirror}-security` : `${mirror.replace(/\/[^/]*$/, '')}/debian-security`;

@@ -4,19 +4,20 @@
  * `<cacheDir>/layers/<layer digest>/rootfs`. The cached tree is never modified after it is
  * published: the payload is applied to a copy of the filesystem image made from it (see ext4.ts).
  *
- * Layer digest = sha256(canonical base + epoch + lock digest). Without a lock the base is resolved
- * against the mirror in the same mmdebstrap run, the lock is produced from it, and the layer is
- * published under the digest of that lock, so a later build given the lock is a cache hit.
- * With a lock, mmdebstrap installs from a local flat repository (copy://) made of the locked
- * .debs from the content-addressed cache: exactly that set, offline, whatever the mirror holds now.
+ * Layer digest = sha256(canonical base + epoch + lock digest). Every layer is installed the same
+ * way, from its lock: mmdebstrap reads a local flat repository (copy://) made of exactly the locked
+ * .debs from the content-addressed cache, offline, whatever the mirror holds now. A build without
+ * a lock resolves one first (resolve.ts: apt on the host, no install), so the first build and any
+ * later rebuild from its lock run the very same mmdebstrap and give the same tree. The image's
+ * /etc/apt/sources.list names the plan's real archives; no apt indexes or .debs are left in it.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError } from '../errors';
 import type { BuildContext, Layer } from './context';
-import { parseDeb822 } from './deb822';
-import { DebCache, debFileName, lockDigest, lockInputsDigest, resolveLock, type Lock } from './lock';
+import { parseDeb822, type Paragraph } from './deb822';
+import { DebCache, debFileName, lockDigest, type Lock } from './lock';
 import { baseDigest, canonicalJson, securityMirrorOf, sha256Hex, type BasePlan, type BuildPlan } from './plan';
 import { dpkgScanpackages } from './tools/dpkg-scanpackages';
 import { mmdebstrap } from './tools/mmdebstrap';
@@ -41,8 +42,17 @@ export const SEAL_HOOK =
   // No passwords: every account must be locked (`*` or `!…`); fail the build otherwise.
   ' && if cut -d: -f2 "$1"/etc/shadow | grep -qv "^[!*]"; then echo "kubedos: password hash in /etc/shadow" >&2; exit 1; fi';
 
+/** File name of the build-time sources (the local repository of the lock). */
+const LOCAL_REPO_SOURCES = 'kubedos-lock.list';
+
+/**
+ * Kind tag of layer digests; bumped whenever the same lock would install a different tree
+ * (v2: every layer installed from its lock's local repository).
+ */
+export const LAYER_KIND = 'kubedos.layer/v2';
+
 export function layerDigest(plan: Pick<BuildPlan, 'base' | 'sourceDateEpoch'>, lockDigestHex: string): string {
-  return sha256Hex(canonicalJson({ kind: 'kubedos.layer/v1', base: baseDigest(plan), lock: lockDigestHex }));
+  return sha256Hex(canonicalJson({ kind: LAYER_KIND, base: baseDigest(plan), lock: lockDigestHex }));
 }
 
 /**
@@ -74,36 +84,33 @@ async function readLayer(dir: string): Promise<Layer | undefined> {
   }
 }
 
-/** Step: find the cached layer for the plan's base and lock, or build (and publish) it. */
+/**
+ * Step: find the cached layer of the build's lock (resolved or given, see resolve.ts), or
+ * install it from the lock (and publish it).
+ */
 export async function prepareRootfs(ctx: BuildContext): Promise<void> {
-  const { plan } = ctx;
-  const lock = ctx.options.lock;
-  if (lock && lock.baseInputs !== lockInputsDigest(plan.base)) {
-    throw new BuildFailedError(
-      'the lock was resolved for a different base (suite, mirrors, components or packages changed)',
-      'build without the lock to resolve the new base, then keep the new kubedos.lock',
-    );
-  }
-  if (lock) {
-    const digest = layerDigest(plan, lockDigest(lock));
-    const cached = await readLayer(path.join(layersDir(ctx), digest));
-    if (cached) {
-      ctx.log.info({ layer: digest.slice(0, 16) }, 'rootfs layer cache hit');
-      ctx.layer = cached;
-      ctx.lock = lock;
-      ctx.lockDigest = lockDigest(lock);
-      return;
-    }
+  const lock = ctx.lock!;
+  const digest = layerDigest(ctx.plan, lockDigest(lock));
+  const cached = await readLayer(path.join(layersDir(ctx), digest));
+  if (cached) {
+    ctx.log.info({ layer: digest.slice(0, 16) }, 'rootfs layer cache hit');
+    ctx.layer = cached;
+    return;
   }
   await buildRootfsLayer(ctx, lock);
 }
 
-async function writeLocalRepo(ctx: BuildContext, lock: Lock, repo: string): Promise<void> {
+/**
+ * The local flat repository (copy://) of a lock: hard links (or copies) of the locked .debs from
+ * the content-addressed cache, fetching any that is missing, indexed by dpkg-scanpackages.
+ */
+async function writeLocalRepo(ctx: BuildContext, lock: Lock, repo: string): Promise<Paragraph[]> {
   const cache = new DebCache(ctx.options.debCacheDir);
   await fs.mkdir(repo, { recursive: true });
   for (const pkg of lock.packages) {
     const cached = await cache.ensure(pkg, ctx.plan.base, ctx.options.signal);
-    await fs.link(cached, path.join(repo, debFileName(pkg.name, pkg.version, pkg.architecture)));
+    const dest = path.join(repo, debFileName(pkg.name, pkg.version, pkg.architecture));
+    await fs.link(cached, dest).catch(() => fs.copyFile(cached, dest));
   }
   const { stdout } = await dpkgScanpackages(repo, { signal: ctx.options.signal });
   await fs.writeFile(path.join(repo, 'Packages'), stdout);
@@ -119,29 +126,42 @@ async function writeLocalRepo(ctx: BuildContext, lock: Lock, repo: string): Prom
       `Architectures: ${lock.architecture} all`, 'SHA256:', ` ${sha256Hex(packages)} ${packages.length} Packages`, '',
     ].join('\n'),
   );
+  return parseDeb822(stdout);
 }
 
-async function buildRootfsLayer(ctx: BuildContext, lock: Lock | undefined): Promise<void> {
+/**
+ * Packages apt would have marked automatically installed had it resolved the base itself: all but
+ * the plan's packages, apt, and the Essential:yes and Priority:required sets that mmdebstrap's
+ * minbase selects. Every locked package is named on the command line (so the installed set is
+ * exactly the lock); marking these afterwards keeps `apt autoremove` meaningful on a node.
+ */
+export function autoInstalled(index: readonly Paragraph[], requested: readonly string[]): string[] {
+  const manual = new Set([...requested, 'apt']);
+  return index
+    .filter((p) => p.Package && !manual.has(p.Package) && p.Essential !== 'yes' && p.Priority !== 'required')
+    .map((p) => p.Package!)
+    .sort();
+}
+
+/**
+ * Install the layer of a lock: mmdebstrap from the local repository of exactly the locked .debs
+ * (offline, whatever the mirror holds now), every package named with its version. This is the
+ * only install path, so the same lock always gives the same tree.
+ */
+async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
   const { plan } = ctx;
   await fs.mkdir(layersDir(ctx), { recursive: true });
   const staging = path.join(layersDir(ctx), `.staging-${process.pid}-${randomBytes(4).toString('hex')}`);
   const rootfs = path.join(staging, 'rootfs');
-  const out = path.join(ctx.workDir, 'resolution');
-  const debsDir = path.join(out, 'debs');
-  const listsDir = path.join(out, 'lists');
   await fs.mkdir(staging, { recursive: true });
-  await fs.mkdir(debsDir, { recursive: true });
-  await fs.mkdir(listsDir, { recursive: true });
   const imageSources = path.join(ctx.workDir, 'sources.list');
   await fs.writeFile(imageSources, sourcesList(plan.base));
-  let buildSources = imageSources;
-  if (lock) {
-    const repo = path.join(ctx.workDir, 'repo');
-    await writeLocalRepo(ctx, lock, repo);
-    buildSources = path.join(ctx.workDir, 'sources.locked.list');
-    await fs.writeFile(buildSources, `deb [trusted=yes] copy://${repo} ./\n`);
-  }
-  const include = lock ? lock.packages.map((p) => `${p.name}=${p.version}`) : [...new Set(plan.base.packages)].sort();
+  const repo = path.join(ctx.workDir, 'repo');
+  const index = await writeLocalRepo(ctx, lock, repo);
+  const auto = autoInstalled(index, plan.base.packages);
+  // mmdebstrap writes the sources given as a file to /etc/apt/sources.list.d/0000<file name>.
+  const buildSources = path.join(ctx.workDir, LOCAL_REPO_SOURCES);
+  await fs.writeFile(buildSources, `deb [trusted=yes] copy://${repo} ./\n`);
   try {
     await mmdebstrap(
       {
@@ -151,15 +171,12 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock | undefined): Prom
         variant: 'minbase',
         mode: 'root',
         architecture: plan.base.architecture,
-        include,
+        include: lock.packages.map((p) => `${p.name}=${p.version}`),
         dpkgOptions: DPKG_PATH_FILTERS,
-        // Keep the essential set's .debs until the customize hook copies them out for the lock.
-        skip: ['essential/unlink'],
         customizeHooks: [
-          `sync-out /var/cache/apt/archives ${debsDir}`,
-          `sync-out /var/lib/apt/lists ${listsDir}`,
-          // The image's sources are the real archives, whatever the build installed from.
-          'rm -f "$1"/etc/apt/sources.list.d/0000sources.list',
+          ...(auto.length > 0 ? [`chroot "$1" apt-mark auto -qq ${auto.join(' ')}`] : []),
+          // The image's sources are the real archives, not the local repository it was installed from.
+          `rm -f "$1"/etc/apt/sources.list.d/0000${LOCAL_REPO_SOURCES}`,
           `upload ${imageSources} /etc/apt/sources.list`,
           SEAL_HOOK,
         ],
@@ -167,10 +184,9 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock | undefined): Prom
       { sourceDateEpoch: plan.sourceDateEpoch, signal: ctx.options.signal, onOutput: (_s, chunk) => ctx.log.debug({ tool: 'mmdebstrap' }, chunk.trimEnd()) },
     );
     ctx.ranMmdebstrap = true;
-    const cache = new DebCache(ctx.options.debCacheDir);
-    const resolved = lock ?? (await resolveLock({ rootfs, debsDir, listsDir }, plan.base, cache));
-    if (lock) await checkInstalledMatchesLock(rootfs, lock);
-    const digest = layerDigest(plan, lockDigest(resolved));
+    await checkInstalledMatchesLock(rootfs, lock);
+    await checkNoAptLeftovers(rootfs);
+    const digest = layerDigest(plan, lockDigest(lock));
     await clampMtimes(rootfs, plan.sourceDateEpoch);
     const boot = await fs.readdir(path.join(rootfs, 'boot'));
     const kernels = boot.filter((f) => f.startsWith('vmlinuz-')).sort();
@@ -180,7 +196,7 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock | undefined): Prom
     }
     await fs.writeFile(
       path.join(staging, 'layer.json'),
-      `${JSON.stringify({ digest, baseDigest: baseDigest(plan), lockDigest: lockDigest(resolved), kernel: `boot/${kernels[0]}`, initrd: `boot/${initrds[0]}` }, null, 2)}\n`,
+      `${JSON.stringify({ digest, baseDigest: baseDigest(plan), lockDigest: lockDigest(lock), kernel: `boot/${kernels[0]}`, initrd: `boot/${initrds[0]}` }, null, 2)}\n`,
     );
     const final = path.join(layersDir(ctx), digest);
     try {
@@ -189,12 +205,24 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock | undefined): Prom
       ctx.log.info({ layer: digest.slice(0, 16) }, 'layer was published concurrently; keeping the existing one');
     }
     ctx.layer = await readLayer(final);
-    ctx.lock = resolved;
-    ctx.lockDigest = lockDigest(resolved);
   } finally {
     await fs.rm(staging, { recursive: true, force: true });
-    await fs.rm(out, { recursive: true, force: true });
+    await fs.rm(repo, { recursive: true, force: true });
   }
+}
+
+/** The image must not carry the build's apt state: no indexes, no .debs, no extra sources. */
+async function checkNoAptLeftovers(rootfs: string): Promise<void> {
+  const leftovers: string[] = [];
+  const list = async (rel: string, keep: (name: string) => boolean) => {
+    const names = await fs.readdir(path.join(rootfs, rel)).catch(() => [] as string[]);
+    for (const n of names) if (!keep(n)) leftovers.push(`/${rel}/${n}`);
+  };
+  await list('var/lib/apt/lists', (n) => n === 'lock' || n === 'partial');
+  await list('var/cache/apt/archives', (n) => n === 'lock' || n === 'partial');
+  await list('var/cache/apt', (n) => n === 'archives');
+  await list('etc/apt/sources.list.d', () => false);
+  if (leftovers.length > 0) throw new BuildFailedError(`the rootfs still holds build-time apt state: ${leftovers.join(', ')}`);
 }
 
 async function checkInstalledMatchesLock(rootfs: string, lock: Lock): Promise<void> {

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildImage, canonicalJson, manifestFileName, parseLock, sha256Hex, type BuildManifest, type BuildPlan, type BuildResult, type Lock } from '../../src/build';
+import { buildImage, canonicalJson, LAYER_KIND, manifestFileName, parseLock, sha256Hex, type BuildManifest, type BuildPlan, type BuildResult, type Lock } from '../../src/build';
 
 export function testImagesRoot(): string {
   return process.env.KUBEDOS_TEST_IMAGES || path.join(os.tmpdir(), 'kubedos-test-images');
@@ -57,8 +57,9 @@ export interface BuiltImage {
   result?: BuildResult;
 }
 
+/** Directory key of a plan's image; includes the layer kind so an engine change is never reused. */
 export function planKey(plan: BuildPlan): string {
-  return sha256Hex(canonicalJson(plan)).slice(0, 16);
+  return sha256Hex(canonicalJson({ plan, layerKind: LAYER_KIND })).slice(0, 16);
 }
 
 /** Shared caches of the test image root. */

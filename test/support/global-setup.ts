@@ -40,6 +40,9 @@ export default async function globalSetup(): Promise<void> {
     waitForServer(address, 'default', 60_000),
   ]);
   process.env.KUBEDOS_TEST_DIR = dir;
+  // CI proves the cold path: built images and caches start empty there (and go with the run);
+  // on a developer's machine they persist between runs under <tmpdir>/kubedos-test-images.
+  if (process.env.CI && !process.env.KUBEDOS_TEST_IMAGES) process.env.KUBEDOS_TEST_IMAGES = path.join(dir, 'images');
   process.env.KUBEDOS_TEST_TEMPORAL_ADDRESS = address;
   process.env.KUBEDOS_TEST_WORKFLOW_BUNDLE = bundle;
   process.env.KUBEDOS_TEST_TEMPORAL_PID = String(pid);

@@ -112,3 +112,27 @@ export class DigestMismatchError extends KubedosError {
     super(`${where}: content hashes to sha256:${actual}, expected sha256:${expected}`, 'the blob is corrupt or was tampered with: delete it and publish again');
   }
 }
+
+/** A signature does not verify against the allowed signers, or is missing: refuse the artifact. */
+export class SignatureInvalidError extends KubedosError {
+  constructor(
+    /** What was signed (e.g. `manifest sha256:…`). */
+    readonly subject: string,
+    readonly detail: string,
+  ) {
+    super(
+      `the signature of ${subject} is not valid: ${detail}`,
+      'the manifest was not signed by a trusted Foundry key or was altered after signing; check the allowed_signers file, and republish from a trusted build',
+    );
+  }
+}
+
+/** A blob is in the store but no signed manifest references it: it was never published. */
+export class ArtifactNotPublishedError extends KubedosError {
+  constructor(readonly sha256: string, readonly where: string) {
+    super(
+      `sha256:${sha256} in ${where} is not referenced by any signed manifest`,
+      'publish the build (publishBuild) or name the manifest that should reference it',
+    );
+  }
+}

@@ -6,34 +6,27 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Writable } from 'node:stream';
 import { DigestMismatchError, StoreError } from '../errors';
-import { REF_RE, SHA256_RE, type ArtifactStore, type BlobRef } from './store';
+import { REF_RE, SHA256_RE, type ArtifactStore, type BlobInfo, type BlobRef, type PutFileOptions, type PutResult, type TransferOptions } from './store';
+import { sha256OfFile, throwIfAborted, writeVerified } from './transfer';
 
-/** sha256 of a file, streamed. */
-export async function sha256OfFile(file: string): Promise<BlobRef> {
-  const hash = createHash('sha256');
-  let size = 0;
-  await pipeline(
-    createReadStream(file, { highWaterMark: 4 * 1024 * 1024 }),
-    new Writable({
-      write(chunk: Buffer, _enc, done) {
-        hash.update(chunk);
-        size += chunk.length;
-        done();
-      },
-    }),
-  );
-  return { sha256: hash.digest('hex'), size };
-}
+export { sha256OfFile } from './transfer';
 
 export class LocalStore implements ArtifactStore {
   constructor(readonly root: string) {}
 
+  get location(): string {
+    return this.root;
+  }
+
   private blobPath(sha256: string): string {
     if (!SHA256_RE.test(sha256)) throw new StoreError(`"${sha256}" is not a sha256 digest`, 'digests are 64 lowercase hex characters');
     return path.join(this.root, 'blobs', 'sha256', sha256.slice(0, 2), sha256);
+  }
+
+  private refPath(name: string): string {
+    if (!REF_RE.test(name)) throw new StoreError(`"${name}" is not a valid ref name`, 'use lowercase words separated by /');
+    return path.join(this.root, 'refs', name);
   }
 
   private async tmpPath(): Promise<string> {
@@ -47,21 +40,37 @@ export class LocalStore implements ArtifactStore {
     const dest = this.blobPath(sha256);
     await fs.mkdir(path.dirname(dest), { recursive: true });
     await fs.chmod(tmp, 0o444);
+    // The blob's age is its time in the store (gc's grace period), not the source file's.
+    const now = new Date();
+    await fs.utimes(tmp, now, now).catch(() => undefined);
     await fs.rename(tmp, dest);
   }
 
-  async putFile(file: string, options: { link?: boolean } = {}): Promise<BlobRef> {
-    const ref = await sha256OfFile(file);
-    if (await this.has(ref.sha256)) return ref;
-    const tmp = await this.tmpPath();
-    try {
-      if (options.link) await fs.link(file, tmp).catch(() => fs.copyFile(file, tmp));
-      else await fs.copyFile(file, tmp);
-      await this.commit(tmp, ref.sha256);
-    } finally {
-      await fs.rm(tmp, { force: true });
+  async putFile(file: string, options: PutFileOptions = {}): Promise<PutResult> {
+    const ref = await sha256OfFile(file, options);
+    if (await this.has(ref.sha256)) return { ...ref, existed: true };
+    throwIfAborted(options.signal, `storing ${file}`);
+    if (options.link) {
+      const tmp = await this.tmpPath();
+      try {
+        await fs.link(file, tmp);
+        await this.commit(tmp, ref.sha256);
+        return { ...ref, existed: false };
+      } catch {
+        /* another filesystem: copy below */
+      } finally {
+        await fs.rm(tmp, { force: true });
+      }
     }
-    return ref;
+    // Copy through a verified, sparse-preserving write: the blob is what was hashed, or nothing.
+    const dest = this.blobPath(ref.sha256);
+    await writeVerified(createReadStream(file, { highWaterMark: 4 * 1024 * 1024 }), dest, ref.sha256, {
+      signal: options.signal,
+      total: ref.size,
+      where: `${file} (changed while it was being stored)`,
+    });
+    await fs.chmod(dest, 0o444);
+    return { ...ref, existed: false };
   }
 
   async putBytes(data: Buffer | string): Promise<BlobRef> {
@@ -91,10 +100,45 @@ export class LocalStore implements ArtifactStore {
     return bytes;
   }
 
+  async getFile(sha256: string, dest: string, options: TransferOptions = {}): Promise<BlobRef> {
+    const src = this.blobPath(sha256);
+    let size: number;
+    try {
+      size = (await fs.stat(src)).size;
+    } catch (err) {
+      throw new StoreError(`blob ${sha256} is not in the store at ${this.root}`, 'build or publish it first', { cause: err });
+    }
+    return writeVerified(createReadStream(src, { highWaterMark: 4 * 1024 * 1024 }), dest, sha256, { ...options, total: size, where: src });
+  }
+
+  async verifyBlob(sha256: string, options: TransferOptions = {}): Promise<BlobRef> {
+    const src = this.blobPath(sha256);
+    if (!(await this.has(sha256))) throw new StoreError(`blob ${sha256} is not in the store at ${this.root}`, 'build or publish it first');
+    const ref = await sha256OfFile(src, options);
+    if (ref.sha256 !== sha256) throw new DigestMismatchError(sha256, ref.sha256, src);
+    return ref;
+  }
+
+  async listBlobs(): Promise<BlobInfo[]> {
+    const base = path.join(this.root, 'blobs', 'sha256');
+    const out: BlobInfo[] = [];
+    for (const shard of await fs.readdir(base).catch(() => [] as string[])) {
+      for (const name of await fs.readdir(path.join(base, shard)).catch(() => [] as string[])) {
+        if (!SHA256_RE.test(name) || name.slice(0, 2) !== shard) continue;
+        const st = await fs.stat(path.join(base, shard, name)).catch(() => undefined);
+        if (st?.isFile()) out.push({ sha256: name, size: st.size, modified: st.mtime });
+      }
+    }
+    return out.sort((a, b) => (a.sha256 < b.sha256 ? -1 : 1));
+  }
+
+  async deleteBlob(sha256: string): Promise<void> {
+    await fs.rm(this.blobPath(sha256), { force: true });
+  }
+
   async setRef(name: string, sha256: string): Promise<void> {
-    if (!REF_RE.test(name)) throw new StoreError(`"${name}" is not a valid ref name`, 'use lowercase words separated by /');
+    const dest = this.refPath(name);
     if (!SHA256_RE.test(sha256)) throw new StoreError(`"${sha256}" is not a sha256 digest`);
-    const dest = path.join(this.root, 'refs', name);
     await fs.mkdir(path.dirname(dest), { recursive: true });
     const tmp = await this.tmpPath();
     await fs.writeFile(tmp, `${sha256}\n`);
@@ -102,13 +146,31 @@ export class LocalStore implements ArtifactStore {
   }
 
   async getRef(name: string): Promise<string | undefined> {
-    if (!REF_RE.test(name)) throw new StoreError(`"${name}" is not a valid ref name`);
     try {
-      const value = (await fs.readFile(path.join(this.root, 'refs', name), 'utf8')).trim();
+      const value = (await fs.readFile(this.refPath(name), 'utf8')).trim();
       return SHA256_RE.test(value) ? value : undefined;
-    } catch {
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
       return undefined;
     }
+  }
+
+  async listRefs(prefix = ''): Promise<string[]> {
+    const base = path.join(this.root, 'refs');
+    const out: string[] = [];
+    const walk = async (dir: string, rel: string): Promise<void> => {
+      for (const entry of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        const name = rel ? `${rel}/${entry.name}` : entry.name;
+        if (entry.isDirectory()) await walk(path.join(dir, entry.name), name);
+        else if (entry.isFile() && REF_RE.test(name) && name.startsWith(prefix)) out.push(name);
+      }
+    };
+    await walk(base, '');
+    return out.sort();
+  }
+
+  async deleteRef(name: string): Promise<void> {
+    await fs.rm(this.refPath(name), { force: true });
   }
 
   localPath(sha256: string): string {

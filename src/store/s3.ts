@@ -1,0 +1,616 @@
+/**
+ * The S3 backend: the same content-addressed contract over any S3-compatible server.
+ *
+ * Layout in the bucket: `blobs/sha256/<64 hex>` (the bytes) and `refs/<name>` (`<hex>\n`).
+ *
+ * Integrity: an object under a digest key is only ever the full, verified content. Small blobs go
+ * in one PutObject carrying `x-amz-checksum-sha256` of the whole body, which the server checks —
+ * and that checksum *is* the digest in the key. Large files go as a multipart upload straight
+ * under the final key (an incomplete multipart upload is invisible to readers), each part carrying
+ * its own SHA256 checksum that the server checks; the parts are hashed as they are read, and the
+ * upload is only completed when the hash of every byte sent equals the digest measured first (a
+ * file changed mid-upload is aborted, never completed). Two publishers of one digest each run
+ * their own multipart upload; whichever completes last replaces an identical object.
+ *
+ * Resume: every acknowledged part is reported as an UploadCheckpoint; given one back, ListParts
+ * tells which parts the server really holds, those whose SHA256 matches the local part are kept,
+ * and only the rest are sent.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type Part,
+} from '@aws-sdk/client-s3';
+import { CancelledError, ConfigError, DigestMismatchError, StoreError } from '../errors';
+import { logger } from '../log';
+import {
+  REF_RE,
+  SHA256_RE,
+  type ArtifactStore,
+  type BlobInfo,
+  type BlobRef,
+  type PutFileOptions,
+  type PutResult,
+  type TransferOptions,
+  type UploadCheckpoint,
+  type UploadedPart,
+} from './store';
+import { readInto, sha256OfFile, throwIfAborted, writeVerified } from './transfer';
+
+const MiB = 1024 * 1024;
+/** S3's limits: parts of 5 MiB to 5 GiB, at most 10 000 of them. */
+const MIN_PART_SIZE = 5 * MiB;
+const MAX_PART_SIZE = 5 * 1024 * MiB;
+const MAX_PARTS = 10_000;
+const BLOB_PREFIX = 'blobs/sha256/';
+const REF_PREFIX = 'refs/';
+
+export interface S3Config {
+  bucket: string;
+  /** @default 'us-east-1' */
+  region?: string;
+  /** S3-compatible server URL (MinIO, versitygw, Ceph RGW…); AWS when omitted. */
+  endpoint?: string;
+  /** Path-style addressing (`http://host/bucket/key`). @default true when `endpoint` is set */
+  forcePathStyle?: boolean;
+  /** Static credentials; the SDK's default provider chain (env, profile, IMDS) when omitted. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Multipart part size in bytes, grown when a file would need more than 10 000 parts. @default 64 MiB */
+  partSize?: number;
+  /** Files up to this size go in one PutObject. @default partSize */
+  singlePutMax?: number;
+  /** Attempts per request (the SDK retries throttling and 5xx). @default 3 */
+  maxAttempts?: number;
+}
+
+const TRUE = new Set(['1', 'true', 'yes', 'on']);
+const FALSE = new Set(['0', 'false', 'no', 'off']);
+
+/**
+ * The S3 store's configuration from the environment, or undefined when KUBEDOS_S3_BUCKET is unset
+ * (then the local store is used). Reads KUBEDOS_S3_BUCKET, KUBEDOS_S3_ENDPOINT, KUBEDOS_S3_REGION,
+ * KUBEDOS_S3_PATH_STYLE and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN).
+ */
+export function s3ConfigFromEnv(environment: NodeJS.ProcessEnv = process.env): S3Config | undefined {
+  const get = (name: string) => (environment[name] === '' ? undefined : environment[name]);
+  const bucket = get('KUBEDOS_S3_BUCKET');
+  if (!bucket) return undefined;
+  const endpoint = get('KUBEDOS_S3_ENDPOINT');
+  if (endpoint && !/^https?:\/\/[^/]+/.test(endpoint)) {
+    throw new ConfigError(`KUBEDOS_S3_ENDPOINT="${endpoint}" is not an http(s) URL`, 'e.g. http://127.0.0.1:7070 or https://s3.example.net');
+  }
+  const style = get('KUBEDOS_S3_PATH_STYLE')?.toLowerCase();
+  if (style !== undefined && !TRUE.has(style) && !FALSE.has(style)) {
+    throw new ConfigError(`KUBEDOS_S3_PATH_STYLE="${style}" is not a boolean`, 'use true or false');
+  }
+  const accessKeyId = get('AWS_ACCESS_KEY_ID');
+  const secretAccessKey = get('AWS_SECRET_ACCESS_KEY');
+  if (Boolean(accessKeyId) !== Boolean(secretAccessKey)) {
+    throw new ConfigError('only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set', 'set both, or neither to use the default AWS credential chain');
+  }
+  const sessionToken = get('AWS_SESSION_TOKEN');
+  return {
+    bucket,
+    region: get('KUBEDOS_S3_REGION') ?? get('AWS_REGION') ?? 'us-east-1',
+    endpoint,
+    forcePathStyle: style === undefined ? endpoint !== undefined : TRUE.has(style),
+    credentials: accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } : undefined,
+  };
+}
+
+/** The object key of a blob. */
+export function blobKey(sha256: string): string {
+  if (!SHA256_RE.test(sha256)) throw new StoreError(`"${sha256}" is not a sha256 digest`, 'digests are 64 lowercase hex characters');
+  return `${BLOB_PREFIX}${sha256}`;
+}
+
+function refKey(name: string): string {
+  if (!REF_RE.test(name)) throw new StoreError(`"${name}" is not a valid ref name`, 'use lowercase words separated by /');
+  return `${REF_PREFIX}${name}`;
+}
+
+interface AwsLikeError {
+  name?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as AwsLikeError;
+  return e?.name === 'NotFound' || e?.name === 'NoSuchKey' || e?.name === 'NoSuchUpload' || e?.$metadata?.httpStatusCode === 404;
+}
+
+/** Part size for a file: the configured one, grown (to whole MiB) when 10 000 parts would not do. */
+export function choosePartSize(size: number, configured: number): number {
+  let part = Math.max(configured, MIN_PART_SIZE);
+  if (Math.ceil(size / part) > MAX_PARTS) part = Math.ceil(size / MAX_PARTS / MiB) * MiB;
+  if (part > MAX_PART_SIZE) throw new StoreError(`a file of ${size} bytes is too large for one S3 object`, 'S3 objects are limited to 5 TiB');
+  return part;
+}
+
+/** The S3 composite checksum of a multipart object: sha256 of the parts' sha256s, base64, `-N`. */
+export function compositeChecksum(partDigests: readonly Buffer[]): string {
+  const h = createHash('sha256');
+  for (const d of partDigests) h.update(d);
+  return `${h.digest('base64')}-${partDigests.length}`;
+}
+
+export class S3Store implements ArtifactStore {
+  /** The SDK client (exposed so callers and tests can add middleware, e.g. request counters). */
+  readonly client: S3Client;
+  readonly bucket: string;
+  private readonly partSize: number;
+  private readonly singlePutMax: number;
+
+  constructor(config: S3Config) {
+    if (!config.bucket) throw new ConfigError('the S3 store needs a bucket', 'set KUBEDOS_S3_BUCKET');
+    this.bucket = config.bucket;
+    this.partSize = config.partSize ?? 64 * MiB;
+    if (this.partSize < MIN_PART_SIZE || this.partSize > MAX_PART_SIZE) {
+      throw new ConfigError(`S3 part size ${this.partSize} is outside 5 MiB..5 GiB`);
+    }
+    this.singlePutMax = Math.min(config.singlePutMax ?? this.partSize, MAX_PART_SIZE);
+    this.client = new S3Client({
+      region: config.region ?? 'us-east-1',
+      endpoint: config.endpoint,
+      forcePathStyle: config.forcePathStyle ?? config.endpoint !== undefined,
+      credentials: config.credentials,
+      maxAttempts: config.maxAttempts ?? 3,
+      // We send SHA256 checksums ourselves and verify downloads by digest: no extra CRC work.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  get location(): string {
+    return `s3://${this.bucket}`;
+  }
+
+  /** Run one request; S3 failures become StoreError (cancellation CancelledError). */
+  private async send<T>(what: string, run: (abortSignal?: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    throwIfAborted(signal, what);
+    try {
+      return await run(signal);
+    } catch (err) {
+      if (signal?.aborted) throw new CancelledError(what);
+      throw this.wrap(what, err);
+    }
+  }
+
+  private wrap(what: string, err: unknown): Error {
+    if (err instanceof StoreError || err instanceof CancelledError || err instanceof DigestMismatchError) return err;
+    const e = err as AwsLikeError;
+    const name = e?.name ?? e?.code ?? 'Error';
+    let hint = 'check the S3 server, bucket and credentials';
+    if (name === 'NoSuchBucket') hint = `create the bucket "${this.bucket}" or fix KUBEDOS_S3_BUCKET`;
+    else if (/AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Credentials/i.test(name)) hint = 'check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy';
+    else if (/ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH/.test(`${e?.code ?? ''} ${e?.message ?? ''}`)) hint = 'the S3 endpoint is unreachable: check KUBEDOS_S3_ENDPOINT';
+    return new StoreError(`${this.location}: ${what} failed: ${name}: ${e?.message ?? String(err)}`, hint, { cause: err });
+  }
+
+  /** Create the bucket when it does not exist (setup and tests). */
+  async ensureBucket(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return;
+    } catch (err) {
+      if (!isNotFound(err) && (err as AwsLikeError).name !== 'NoSuchBucket') throw this.wrap('HeadBucket', err);
+    }
+    await this.send('CreateBucket', () => this.client.send(new CreateBucketCommand({ Bucket: this.bucket })));
+  }
+
+  async has(sha256: string): Promise<boolean> {
+    return (await this.head(blobKey(sha256))) !== undefined;
+  }
+
+  private async head(key: string, signal?: AbortSignal): Promise<{ size: number; modified?: Date; metadata: Record<string, string> } | undefined> {
+    try {
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
+      return { size: res.ContentLength ?? 0, modified: res.LastModified, metadata: res.Metadata ?? {} };
+    } catch (err) {
+      if (signal?.aborted) throw new CancelledError(`HeadObject ${key}`);
+      if (isNotFound(err)) return undefined;
+      throw this.wrap(`HeadObject ${key}`, err);
+    }
+  }
+
+  async putBytes(data: Buffer | string): Promise<BlobRef> {
+    const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data);
+    const digest = createHash('sha256').update(bytes).digest();
+    const sha256 = digest.toString('hex');
+    if (!(await this.has(sha256))) await this.putSingle(blobKey(sha256), bytes, digest);
+    return { sha256, size: bytes.length };
+  }
+
+  /** One PutObject whose body the server checks against the sha256 (= the digest in the key). */
+  private async putSingle(key: string, body: Buffer, digest: Buffer, signal?: AbortSignal): Promise<void> {
+    await this.send(
+      `PutObject ${key}`,
+      (abortSignal) =>
+        this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            Body: body,
+            ContentLength: body.length,
+            ContentType: 'application/octet-stream',
+            ChecksumSHA256: digest.toString('base64'),
+            Metadata: { sha256: digest.toString('hex') },
+          }),
+          { abortSignal },
+        ),
+      signal,
+    );
+  }
+
+  async putFile(file: string, options: PutFileOptions = {}): Promise<PutResult> {
+    const { signal } = options;
+    const ref = await sha256OfFile(file, { signal, onProgress: options.onProgress });
+    const key = blobKey(ref.sha256);
+    const existing = await this.head(key, signal);
+    if (existing) {
+      if (existing.size !== ref.size) {
+        throw new StoreError(`${this.location}/${key} holds ${existing.size} bytes, but ${file} with that digest has ${ref.size}`, 'the stored object is corrupt: delete it and publish again');
+      }
+      if (options.resume) await this.abortUpload(options.resume.key, options.resume.uploadId);
+      return { ...ref, existed: true };
+    }
+    if (ref.size <= this.singlePutMax && !(options.resume && options.resume.key === key)) {
+      const body = await fs.readFile(file);
+      const digest = createHash('sha256').update(body).digest();
+      if (digest.toString('hex') !== ref.sha256) throw new DigestMismatchError(ref.sha256, digest.toString('hex'), `${file} (changed while it was being stored)`);
+      await this.putSingle(key, body, digest, signal);
+      options.onProgress?.({ phase: 'upload', bytes: ref.size, total: ref.size });
+      return { ...ref, existed: false, partsUploaded: 1, partsReused: 0 };
+    }
+    return this.putMultipart(file, ref, key, options);
+  }
+
+  private async putMultipart(file: string, ref: BlobRef, key: string, options: PutFileOptions): Promise<PutResult> {
+    const { signal } = options;
+    let partSize = choosePartSize(ref.size, this.partSize);
+    let uploadId: string | undefined;
+    const onServer = new Map<number, UploadedPart & { size?: number }>();
+
+    const resume = options.resume;
+    if (resume && resume.key === key && Math.ceil(ref.size / resume.partSize) <= MAX_PARTS && resume.partSize >= MIN_PART_SIZE) {
+      const listed = await this.listParts(key, resume.uploadId, signal);
+      if (listed) {
+        uploadId = resume.uploadId;
+        partSize = resume.partSize;
+        const recorded = new Map(resume.parts.map((p) => [p.partNumber, p]));
+        for (const p of listed) {
+          if (!p.PartNumber || !p.ETag) continue;
+          const mine = recorded.get(p.PartNumber);
+          // The server's own checksum of the part when it reports one; else ours, if the ETag agrees.
+          const checksum = p.ChecksumSHA256 ?? (mine && mine.etag === p.ETag ? mine.checksumSHA256 : undefined);
+          if (checksum) onServer.set(p.PartNumber, { partNumber: p.PartNumber, etag: p.ETag, checksumSHA256: checksum, size: p.Size });
+        }
+        logger.info({ key, uploadId, partsOnServer: onServer.size }, 'resuming multipart upload');
+      } else {
+        logger.info({ key, uploadId: resume.uploadId }, 'the checkpointed upload is gone; starting over');
+      }
+    } else if (resume) {
+      // The file is not what the checkpoint was for (or its part size is unusable): drop that upload.
+      await this.abortUpload(resume.key, resume.uploadId);
+    }
+
+    if (!uploadId) {
+      const created = await this.send(
+        `CreateMultipartUpload ${key}`,
+        (abortSignal) =>
+          this.client.send(
+            new CreateMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: key,
+              ContentType: 'application/octet-stream',
+              ChecksumAlgorithm: 'SHA256',
+              Metadata: { sha256: ref.sha256 },
+            }),
+            { abortSignal },
+          ),
+        signal,
+      );
+      if (!created.UploadId) throw new StoreError(`${this.location}: CreateMultipartUpload ${key} returned no upload id`);
+      uploadId = created.UploadId;
+    }
+
+    const count = Math.max(1, Math.ceil(ref.size / partSize));
+    const done: UploadedPart[] = [];
+    const checkpoint = (): UploadCheckpoint => ({ uploadId: uploadId!, key, partSize, parts: done.map((p) => ({ ...p })) });
+    options.onCheckpoint?.(checkpoint());
+
+    const whole = createHash('sha256');
+    const partDigests: Buffer[] = [];
+    let uploaded = 0;
+    let reused = 0;
+    let sent = 0;
+    const buffer = Buffer.allocUnsafe(Math.min(partSize, Math.max(ref.size, 1)));
+    const handle = await fs.open(file, 'r');
+    try {
+      for (let n = 1; n <= count; n++) {
+        throwIfAborted(signal, `upload of ${file}`);
+        const offset = (n - 1) * partSize;
+        const length = Math.min(partSize, ref.size - offset);
+        // One buffer for every part: parts go one at a time, so memory stays at one part.
+        const body = await readInto(handle, buffer, offset, length);
+        if (body.length !== length) throw new DigestMismatchError(ref.sha256, 'unknown', `${file} (shrank while it was being uploaded)`);
+        whole.update(body);
+        const partDigest = createHash('sha256').update(body).digest();
+        partDigests.push(partDigest);
+        const checksum = partDigest.toString('base64');
+
+        const have = onServer.get(n);
+        if (have && have.checksumSHA256 === checksum && (have.size === undefined || have.size === body.length)) {
+          done.push({ partNumber: n, etag: have.etag, checksumSHA256: have.checksumSHA256 });
+          reused++;
+        } else {
+          const res = await this.send(
+            `UploadPart ${n}/${count} of ${key}`,
+            (abortSignal) =>
+              this.client.send(
+                new UploadPartCommand({
+                  Bucket: this.bucket,
+                  Key: key,
+                  UploadId: uploadId,
+                  PartNumber: n,
+                  Body: body,
+                  ContentLength: body.length,
+                  ChecksumSHA256: checksum,
+                }),
+                { abortSignal },
+              ),
+            signal,
+          );
+          if (!res.ETag) throw new StoreError(`${this.location}: UploadPart ${n} of ${key} returned no ETag`);
+          if (res.ChecksumSHA256 && res.ChecksumSHA256 !== checksum) {
+            throw new StoreError(`${this.location}: the server acknowledged part ${n} of ${key} with SHA256 ${res.ChecksumSHA256}, expected ${checksum}`);
+          }
+          done.push({ partNumber: n, etag: res.ETag, checksumSHA256: checksum });
+          uploaded++;
+          options.onCheckpoint?.(checkpoint());
+        }
+        sent += body.length;
+        options.onProgress?.({ phase: 'upload', bytes: sent, total: ref.size });
+      }
+    } finally {
+      await handle.close();
+    }
+
+    const actual = whole.digest('hex');
+    if (actual !== ref.sha256) {
+      // Never complete an object whose bytes are not the digest in its key.
+      await this.abortUpload(key, uploadId);
+      throw new DigestMismatchError(ref.sha256, actual, `${file} (changed while it was being uploaded)`);
+    }
+    const completed = await this.send(
+      `CompleteMultipartUpload ${key}`,
+      (abortSignal) =>
+        this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: key,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: done.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag, ChecksumSHA256: p.checksumSHA256 })) },
+          }),
+          { abortSignal },
+        ),
+      signal,
+    );
+    const expected = compositeChecksum(partDigests);
+    if (completed.ChecksumSHA256 && completed.ChecksumSHA256.split('-')[0] !== expected.split('-')[0]) {
+      throw new StoreError(`${this.location}/${key}: the completed object's checksum ${completed.ChecksumSHA256} is not the parts' ${expected}`, 'the server assembled other bytes: delete the object and publish again');
+    }
+    const final = await this.head(key, signal);
+    if (!final || final.size !== ref.size) {
+      throw new StoreError(`${this.location}/${key}: after completion the object has ${final?.size ?? 'no'} bytes, expected ${ref.size}`);
+    }
+    return { ...ref, existed: false, partsUploaded: uploaded, partsReused: reused };
+  }
+
+  /** Parts the server holds for an upload; undefined when the upload no longer exists. */
+  private async listParts(key: string, uploadId: string, signal?: AbortSignal): Promise<Part[] | undefined> {
+    const parts: Part[] = [];
+    let marker: string | undefined;
+    try {
+      for (;;) {
+        const res = await this.client.send(
+          new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }),
+          { abortSignal: signal },
+        );
+        parts.push(...(res.Parts ?? []));
+        if (!res.IsTruncated || res.NextPartNumberMarker === undefined) break;
+        marker = String(res.NextPartNumberMarker);
+      }
+      return parts;
+    } catch (err) {
+      if (signal?.aborted) throw new CancelledError(`ListParts ${key}`);
+      if (isNotFound(err)) return undefined;
+      throw this.wrap(`ListParts ${key}`, err);
+    }
+  }
+
+  /** Abort a multipart upload, best effort (it may be gone already). */
+  private async abortUpload(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
+    } catch (err) {
+      if (!isNotFound(err)) logger.warn({ key, uploadId, err: String(err) }, 'could not abort a multipart upload');
+    }
+  }
+
+  /** Abort multipart uploads of blobs started more than `olderThanMs` ago (gc: abandoned uploads). */
+  async abortStaleUploads(olderThanMs: number, dryRun = false): Promise<{ key: string; uploadId: string; initiated?: Date }[]> {
+    const stale: { key: string; uploadId: string; initiated?: Date }[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const res = await this.send('ListMultipartUploads', () =>
+        this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: BLOB_PREFIX, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker })),
+      );
+      for (const u of res.Uploads ?? []) {
+        if (!u.Key || !u.UploadId) continue;
+        if (u.Initiated && Date.now() - u.Initiated.getTime() < olderThanMs) continue;
+        stale.push({ key: u.Key, uploadId: u.UploadId, initiated: u.Initiated });
+      }
+      if (!res.IsTruncated) break;
+      keyMarker = res.NextKeyMarker;
+      uploadIdMarker = res.NextUploadIdMarker;
+    }
+    if (!dryRun) for (const u of stale) await this.abortUpload(u.key, u.uploadId);
+    return stale;
+  }
+
+  async getBytes(sha256: string): Promise<Buffer> {
+    const key = blobKey(sha256);
+    const res = await this.getObject(key);
+    if (!res) throw new StoreError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
+    const bytes = Buffer.from(await res.transformToByteArray());
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (actual !== sha256) throw new DigestMismatchError(sha256, actual, `${this.location}/${key}`);
+    return bytes;
+  }
+
+  private async getObject(key: string, signal?: AbortSignal): Promise<(Readable & { transformToByteArray(): Promise<Uint8Array> }) | undefined> {
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
+      return res.Body as unknown as Readable & { transformToByteArray(): Promise<Uint8Array> };
+    } catch (err) {
+      if (signal?.aborted) throw new CancelledError(`GetObject ${key}`);
+      if (isNotFound(err)) return undefined;
+      throw this.wrap(`GetObject ${key}`, err);
+    }
+  }
+
+  async getFile(sha256: string, dest: string, options: TransferOptions = {}): Promise<BlobRef> {
+    const key = blobKey(sha256);
+    const info = await this.head(key, options.signal);
+    if (!info) throw new StoreError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
+    const body = await this.getObject(key, options.signal);
+    if (!body) throw new StoreError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
+    const onAbort = () => body.destroy();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await writeVerified(body, dest, sha256, { ...options, total: info.size, where: `${this.location}/${key}` });
+    } catch (err) {
+      if (options.signal?.aborted) throw new CancelledError(`download of sha256:${sha256}`);
+      throw this.wrap(`download of ${key}`, err);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      body.destroy();
+    }
+  }
+
+  async verifyBlob(sha256: string, options: TransferOptions = {}): Promise<BlobRef> {
+    const key = blobKey(sha256);
+    const info = await this.head(key, options.signal);
+    const body = info && (await this.getObject(key, options.signal));
+    if (!info || !body) throw new StoreError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      for await (const chunk of body) {
+        throwIfAborted(options.signal, `verifying sha256:${sha256}`);
+        hash.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
+        options.onProgress?.({ phase: 'download', bytes: size, total: info.size });
+      }
+    } catch (err) {
+      if (options.signal?.aborted) throw new CancelledError(`verifying sha256:${sha256}`);
+      throw this.wrap(`GetObject ${key}`, err);
+    } finally {
+      body.destroy();
+    }
+    const actual = hash.digest('hex');
+    if (actual !== sha256) throw new DigestMismatchError(sha256, actual, `${this.location}/${key}`);
+    return { sha256, size };
+  }
+
+  private async list(prefix: string): Promise<{ key: string; size: number; modified: Date }[]> {
+    const out: { key: string; size: number; modified: Date }[] = [];
+    let token: string | undefined;
+    for (;;) {
+      const res = await this.send(`ListObjectsV2 ${prefix}`, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })),
+      );
+      for (const o of res.Contents ?? []) if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0, modified: o.LastModified ?? new Date(0) });
+      if (!res.IsTruncated || !res.NextContinuationToken) break;
+      token = res.NextContinuationToken;
+    }
+    return out;
+  }
+
+  async listBlobs(): Promise<BlobInfo[]> {
+    return (await this.list(BLOB_PREFIX))
+      .map((o) => ({ sha256: o.key.slice(BLOB_PREFIX.length), size: o.size, modified: o.modified }))
+      .filter((b) => SHA256_RE.test(b.sha256))
+      .sort((a, b) => (a.sha256 < b.sha256 ? -1 : 1));
+  }
+
+  async deleteBlob(sha256: string): Promise<void> {
+    const key = blobKey(sha256);
+    await this.send(`DeleteObject ${key}`, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })));
+  }
+
+  async setRef(name: string, sha256: string): Promise<void> {
+    const key = refKey(name);
+    if (!SHA256_RE.test(sha256)) throw new StoreError(`"${sha256}" is not a sha256 digest`);
+    const body = Buffer.from(`${sha256}\n`);
+    await this.send(`PutObject ${key}`, () =>
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentLength: body.length,
+          ContentType: 'text/plain',
+          ChecksumSHA256: createHash('sha256').update(body).digest('base64'),
+        }),
+      ),
+    );
+  }
+
+  async getRef(name: string): Promise<string | undefined> {
+    const body = await this.getObject(refKey(name));
+    if (!body) return undefined;
+    const value = Buffer.from(await body.transformToByteArray()).toString('utf8').trim();
+    return SHA256_RE.test(value) ? value : undefined;
+  }
+
+  async listRefs(prefix = ''): Promise<string[]> {
+    return (await this.list(`${REF_PREFIX}${prefix}`))
+      .map((o) => o.key.slice(REF_PREFIX.length))
+      .filter((name) => REF_RE.test(name))
+      .sort();
+  }
+
+  async deleteRef(name: string): Promise<void> {
+    const key = refKey(name);
+    await this.send(`DeleteObject ${key}`, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })));
+  }
+
+  localPath(): undefined {
+    return undefined;
+  }
+
+  /** Close the SDK's connections. */
+  destroy(): void {
+    this.client.destroy();
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * A real S3-compatible server for the store tests: versitygw (installed by scripts/setup-versitygw
+ * into .tools/bin) with its POSIX backend on a temp dir, on a free loopback port, started through
+ * spawnDaemon and stopped with stopProcess. The bucket is created before it is handed out.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { logTail, spawnDaemon, stopProcess } from '../../src/exec/daemon';
+import { S3Store, type S3Config } from '../../src/store/s3';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+export const VERSITYGW = path.join(ROOT, '.tools', 'bin', 'versitygw');
+
+export interface S3TestServer {
+  endpoint: string;
+  /** The POSIX backend root: `<dir>/<bucket>/<key>` is the object's file. */
+  dataDir: string;
+  bucket: string;
+  config: S3Config;
+  /** A new store on this server (its own SDK client). */
+  store(overrides?: Partial<S3Config>): S3Store;
+  /** The backend file holding an object (to corrupt it behind the server's back). */
+  objectFile(key: string): string;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, pid: number, logFile: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (up) return;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      throw new Error(`versitygw exited before listening:\n${logTail(logFile)}`);
+    }
+    await sleep(100);
+  }
+  throw new Error(`versitygw did not listen on 127.0.0.1:${port} within ${timeoutMs} ms:\n${logTail(logFile)}`);
+}
+
+export async function startS3Server(bucket = 'kubedos-test'): Promise<S3TestServer> {
+  if (!existsSync(VERSITYGW)) {
+    throw new Error(`${VERSITYGW} is missing: run scripts/setup-versitygw (it builds versitygw from the Go module proxy)`);
+  }
+  const base = mkdtempSync(path.join(os.tmpdir(), 'kubedos-s3-'));
+  const dataDir = path.join(base, 'data');
+  mkdirSync(dataDir);
+  const logFile = path.join(base, 'versitygw.log');
+  const port = await freePort();
+  const accessKeyId = 'kubedos-test';
+  const secretAccessKey = 'kubedos-test-secret';
+  const argv = [VERSITYGW, '--port', `127.0.0.1:${port}`, '--access', accessKeyId, '--secret', secretAccessKey, '--quiet', 'posix', dataDir];
+  const pid = spawnDaemon(argv, { logFile, detached: false, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: base } });
+  const marker = dataDir; // unique to this server: never mistaken for another process
+  try {
+    await waitForPort(port, pid, logFile, 30_000);
+  } catch (err) {
+    await stopProcess(pid, marker, 2000);
+    throw err;
+  }
+  const endpoint = `http://127.0.0.1:${port}`;
+  const config: S3Config = { bucket, endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId, secretAccessKey } };
+  const admin = new S3Store(config);
+  await admin.ensureBucket();
+  admin.destroy();
+  return {
+    endpoint,
+    dataDir,
+    bucket,
+    config,
+    store: (overrides = {}) => new S3Store({ ...config, ...overrides }),
+    objectFile: (key) => path.join(dataDir, bucket, key),
+    stop: async () => {
+      await stopProcess(pid, marker, 5000);
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
+}

@@ -8,7 +8,6 @@
  * indent, trailing newline. Its sha256 (the lock digest) is part of the layer cache key.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError, LockedPackageUnavailableError } from '../errors';
@@ -79,9 +78,21 @@ export function lockDigest(lock: Lock): string {
   return sha256Hex(serializeLock(lock));
 }
 
+/** sha256 of a whole file, read sequentially through one reused buffer. */
 export async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file, { highWaterMark: 8 * 1024 * 1024 })) hash.update(chunk as Buffer);
+  const fh = await fs.open(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1024 * 1024);
+    for (let pos = 0; ; ) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
   return hash.digest('hex');
 }
 

@@ -127,6 +127,8 @@ export function validatePlan(plan: BuildPlan): string[] {
   if (!Number.isInteger(plan.sourceDateEpoch) || plan.sourceDateEpoch <= 0) problems.push('sourceDateEpoch must be a positive integer');
   if (plan.base.architecture !== 'amd64') problems.push('base.architecture must be amd64');
   if (!/^[a-z0-9-]+$/.test(plan.base.suite)) problems.push('base.suite must be a suite codename');
+  // Package names reach apt-get and mmdebstrap as arguments: Debian package names only.
+  for (const p of plan.base.packages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) problems.push(`base.packages: "${p}" is not a Debian package name`);
   if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(plan.image.hostname)) problems.push('image.hostname is not a valid host name');
   if (!/^[A-Za-z0-9._-]+$/.test(plan.image.name)) problems.push('image.name may contain only letters, digits, ".", "_" and "-"');
   if (plan.image.diskSizeBytes < 1024 * 1024 * 1024 || plan.image.diskSizeBytes % (1024 * 1024) !== 0) {

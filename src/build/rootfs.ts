@@ -42,14 +42,18 @@ export const SEAL_HOOK =
   // No passwords: every account must be locked (`*` or `!…`); fail the build otherwise.
   ' && if cut -d: -f2 "$1"/etc/shadow | grep -qv "^[!*]"; then echo "kubedos: password hash in /etc/shadow" >&2; exit 1; fi';
 
+/** apt option of the build: never drop privileges to _apt (see buildRootfsLayer). */
+const APT_NO_SANDBOX = 'APT::Sandbox::User "root"';
+
 /** File name of the build-time sources (the local repository of the lock). */
 const LOCAL_REPO_SOURCES = 'kubedos-lock.list';
 
 /**
  * Kind tag of layer digests; bumped whenever the same lock would install a different tree
- * (v2: every layer installed from its lock's local repository).
+ * (v2: every layer installed from its lock's local repository; v3: apt never sandboxed during
+ * the build, download directories normalised).
  */
-export const LAYER_KIND = 'kubedos.layer/v2';
+export const LAYER_KIND = 'kubedos.layer/v3';
 
 export function layerDigest(plan: Pick<BuildPlan, 'base' | 'sourceDateEpoch'>, lockDigestHex: string): string {
   return sha256Hex(canonicalJson({ kind: LAYER_KIND, base: baseDigest(plan), lock: lockDigestHex }));
@@ -173,6 +177,9 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
         architecture: plan.base.architecture,
         include: lock.packages.map((p) => `${p.name}=${p.version}`),
         dpkgOptions: DPKG_PATH_FILTERS,
+        // mmdebstrap turns apt's privilege drop off only when _apt cannot read the target's path,
+        // which would make the tree depend on the permissions of the cache directory's parents.
+        aptOptions: [APT_NO_SANDBOX],
         customizeHooks: [
           ...(auto.length > 0 ? [`chroot "$1" apt-mark auto -qq ${auto.join(' ')}`] : []),
           // The image's sources are the real archives, not the local repository it was installed from.
@@ -184,6 +191,7 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
       { sourceDateEpoch: plan.sourceDateEpoch, signal: ctx.options.signal, onOutput: (_s, chunk) => ctx.log.debug({ tool: 'mmdebstrap' }, chunk.trimEnd()) },
     );
     ctx.ranMmdebstrap = true;
+    await normaliseAptState(rootfs);
     await checkInstalledMatchesLock(rootfs, lock);
     await checkNoAptLeftovers(rootfs);
     const digest = layerDigest(plan, lockDigest(lock));
@@ -208,6 +216,23 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
   } finally {
     await fs.rm(staging, { recursive: true, force: true });
     await fs.rm(repo, { recursive: true, force: true });
+  }
+}
+
+/**
+ * After mmdebstrap (its cleanup runs apt after the customize hooks): drop the build-only apt
+ * option and give apt's download directories the ownership apt itself gives them on a node.
+ */
+async function normaliseAptState(rootfs: string): Promise<void> {
+  await fs.rm(path.join(rootfs, 'etc/apt/apt.conf.d/99mmdebstrap'), { force: true });
+  const passwd = await fs.readFile(path.join(rootfs, 'etc/passwd'), 'utf8');
+  const aptUser = passwd.split('\n').map((l) => l.split(':')).find((f) => f[0] === '_apt');
+  if (!aptUser) throw new BuildFailedError('the rootfs has no _apt user (is apt installed?)');
+  for (const dir of ['var/cache/apt/archives/partial', 'var/lib/apt/lists/partial']) {
+    const p = path.join(rootfs, dir);
+    await fs.mkdir(p, { recursive: true });
+    await fs.chown(p, Number(aptUser[2]), 0);
+    await fs.chmod(p, 0o700);
   }
 }
 

@@ -62,6 +62,6 @@ test('a build from the lock with an empty layer cache is bit-identical to the mi
       expect({ file: art.file, sha256: await sha256File(path.join(outputDir, art.file)) }).toEqual({ file: art.file, sha256: art.sha256 });
     }
   } finally {
-    await fs.rm(dir, { recursive: true, force: true });
+    if (!process.env.KUBEDOS_KEEP_WORK) await fs.rm(dir, { recursive: true, force: true });
   }
 });

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildImage, OUTPUT_FORMATS, type BuildPlan } from '../../src/build';
+import { buildImage, OUTPUT_FORMATS, sourcesList, type BuildPlan } from '../../src/build';
 import { sha256File } from '../../src/build/lock';
 import { diskLayout } from '../../src/build/disk';
 import { debugfsRequest } from '../../src/build/tools/debugfs';
@@ -89,6 +89,17 @@ describe('image scan (debugfs, no mounts)', () => {
     expect(lines.length).toBeGreaterThan(5);
     for (const line of lines) expect(line.split(':')[1]).toMatch(/^[!*]/);
   });
+  test("apt: the plan's real archives in sources.list, no build-time sources, indexes or .debs", async () => {
+    expect(await debugfs('cat /etc/apt/sources.list')).toBe(sourcesList(TEST_PLAN.base));
+    const names = (listing: string) => [...listing.matchAll(/\(\d+\)\s+(\S+)/g)].map((m) => m[1]).filter((n) => n !== '.' && n !== '..');
+    expect(names(await debugfs('ls /etc/apt/sources.list.d'))).toEqual([]);
+    expect(names(await debugfs('ls /var/lib/apt/lists')).sort()).toEqual(['lock', 'partial']);
+    expect(names(await debugfs('ls /var/cache/apt/archives')).filter((n) => n.endsWith('.deb'))).toEqual([]);
+    // Dependencies are marked automatically installed; the plan's packages are not.
+    const states = await debugfs('cat /var/lib/apt/extended_states');
+    expect(states).toContain('Package: libwrap0\nArchitecture: amd64\nAuto-Installed: 1');
+    expect(states).not.toContain('Package: openssh-server\n');
+  });
   test('no systemd random seed', async () => {
     const ls = await debugfs('ls /var/lib/systemd');
     expect(ls).not.toMatch(/random-seed/);
@@ -103,8 +114,9 @@ describe('image scan (debugfs, no mounts)', () => {
 });
 
 /**
- * Target: ≤ 10 s on an idle 2-core builder. The assertion's bound is KUBEDOS_WARM_BUILD_LIMIT_MS
- * (default 30 000) because shared CI machines run other builds concurrently; the time is printed.
+ * Target: ≤ 10 s on an idle 2-core builder (measured ≈ 3 s: sparse-aware digests, no hole reads).
+ * KUBEDOS_WARM_BUILD_LIMIT_MS raises the bound on shared CI machines that run other builds
+ * concurrently; the time and per-step split are printed either way.
  */
 test('a payload-only change rebuilds without mmdebstrap, fast (raw + qcow2)', async () => {
   const plan: BuildPlan = {
@@ -119,7 +131,7 @@ test('a payload-only change rebuilds without mmdebstrap, fast (raw + qcow2)', as
     expect(result.ranMmdebstrap).toBe(false);
     expect(result.manifest.layerDigest).toBe(img.manifest.layerDigest);
     expect(result.manifest.inputDigest).not.toBe(img.manifest.inputDigest);
-    expect(result.totalMs).toBeLessThanOrEqual(Number(process.env.KUBEDOS_WARM_BUILD_LIMIT_MS ?? 30_000));
+    expect(result.totalMs).toBeLessThanOrEqual(Number(process.env.KUBEDOS_WARM_BUILD_LIMIT_MS ?? 10_000));
   } finally {
     await fs.rm(outputDir, { recursive: true, force: true });
   }

@@ -8,7 +8,7 @@ export const qcow2: OutputFormat = {
   fileName: (image) => `${image.name}.qcow2`,
   produce: async (ctx) => [
     await publishArtifact(ctx, 'qcow2', qcow2.fileName(ctx.plan.image), (tmp) =>
-      qemuImgConvert({ source: ctx.rawDisk!, sourceFormat: 'raw', dest: tmp, destFormat: 'qcow2', options: { compat: '1.1' } }, { signal: ctx.options.signal }).then(() => undefined),
+      qemuImgConvert({ source: ctx.rawDisk!, sourceFormat: 'raw', dest: tmp, destFormat: 'qcow2', options: { compat: '1.1' }, cache: 'unsafe' }, { signal: ctx.options.signal }).then(() => undefined),
     ),
   ],
 };

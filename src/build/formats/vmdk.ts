@@ -45,7 +45,7 @@ export function streamOptimizedVmdk(ctx: BuildContext): Promise<string> {
 async function makeStreamOptimizedVmdk(ctx: BuildContext): Promise<string> {
   const out = path.join(ctx.workDir, 'disk.vmdk');
   await qemuImgConvert(
-    { source: ctx.rawDisk!, sourceFormat: 'raw', dest: out, destFormat: 'vmdk', options: { subformat: 'streamOptimized', adapter_type: 'lsilogic' } },
+    { source: ctx.rawDisk!, sourceFormat: 'raw', dest: out, destFormat: 'vmdk', options: { subformat: 'streamOptimized', adapter_type: 'lsilogic' }, cache: 'unsafe' },
     { signal: ctx.options.signal },
   );
   const cid = await fixVmdkCid(out);

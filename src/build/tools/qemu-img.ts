@@ -9,10 +9,17 @@ export interface ConvertArgs {
   destFormat: 'raw' | 'qcow2' | 'vmdk';
   /** `-o` creation options, e.g. `{ subformat: 'streamOptimized' }`. */
   options?: Record<string, string>;
+  /**
+   * Destination cache mode (`-t`). `unsafe` skips the final flush: artifacts are published by
+   * rename without fsync anyway, and the mode never changes the bytes written. @default qemu-img's (writeback)
+   */
+  cache?: 'unsafe' | 'writeback' | 'none';
 }
 
 export function qemuImgConvertArgv(a: ConvertArgs): string[] {
-  const argv = ['qemu-img', 'convert', '-q', '-f', a.sourceFormat, '-O', a.destFormat];
+  const argv = ['qemu-img', 'convert', '-q'];
+  if (a.cache) argv.push('-t', a.cache);
+  argv.push('-f', a.sourceFormat, '-O', a.destFormat);
   const opts = Object.entries(a.options ?? {}).map(([k, v]) => `${k}=${v}`);
   if (opts.length > 0) argv.push('-o', opts.join(','));
   argv.push(a.source, a.dest);

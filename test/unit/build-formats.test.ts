@@ -1,0 +1,40 @@
+/** The output-format registry: one implementation per format name, validated before any work. */
+import { BuildPlanError } from '../../src/errors';
+import { FORMAT_NAMES, OUTPUT_FORMATS, describeFormats, resolveFormats } from '../../src/build';
+
+const image = { name: 'img', role: 'worker', hostname: 'h', files: [], units: [], firstBoot: [], authorizedKeys: [], passwordLogin: false, diskSizeBytes: 2 ** 30 };
+
+test('every FORMAT_NAME has exactly one implementation, registered under its own name', () => {
+  expect(Object.keys(OUTPUT_FORMATS).sort()).toEqual([...FORMAT_NAMES].sort());
+  for (const name of FORMAT_NAMES) expect(OUTPUT_FORMATS[name].name).toBe(name);
+  const implementations = Object.values(OUTPUT_FORMATS);
+  expect(new Set(implementations).size).toBe(implementations.length);
+});
+
+test('format names and artifact file names are unique', () => {
+  expect(new Set(FORMAT_NAMES).size).toBe(FORMAT_NAMES.length);
+  const files = Object.values(OUTPUT_FORMATS).map((f) => f.fileName(image));
+  expect(new Set(files).size).toBe(files.length);
+  for (const f of files) expect(f.startsWith('img.')).toBe(true);
+});
+
+test('resolveFormats keeps the requested order, drops duplicates, rejects unknown names up front', () => {
+  expect(resolveFormats(['qcow2', 'raw', 'qcow2']).map((f) => f.name)).toEqual(['qcow2', 'raw']);
+  let err: unknown;
+  try {
+    resolveFormats(['raw', 'vhdx', 'iso']);
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(BuildPlanError);
+  expect((err as BuildPlanError).problems).toEqual([
+    `unknown output format "vhdx" (known: ${FORMAT_NAMES.join(', ')})`,
+    `unknown output format "iso" (known: ${FORMAT_NAMES.join(', ')})`,
+  ]);
+});
+
+test('help text has one line per format, generated from the table', () => {
+  const lines = describeFormats().split('\n');
+  expect(lines).toHaveLength(FORMAT_NAMES.length);
+  for (const [i, name] of Object.keys(OUTPUT_FORMATS).entries()) expect(lines[i]!.startsWith(name)).toBe(true);
+});

@@ -9,4 +9,5 @@ module.exports = {
   testTimeout: 120_000,
   // Tests share one dev server and one workflow bundle; two workers fit 2 cores.
   maxWorkers: 2,
+  reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
 };

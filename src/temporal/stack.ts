@@ -4,13 +4,13 @@
  * finds it again, and two stacks with different KUBEDOS_HOME run side by side.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { env } from '../config/env';
 import { projectRoot, stateDir, stateDirIsExplicit } from '../config/paths';
 import { ConfigError, TemporalUnavailableError } from '../errors';
 import { isOurProcess, logTail, spawnDaemon, stopProcess } from '../exec/daemon';
+import { freePort, portIsFree } from '../exec/ports';
 import { logger } from '../log';
 import { POOL_NAMES, parsePoolList, type PoolName } from '../pools/pools';
 import type { ConnectionSettings } from './connection';
@@ -79,24 +79,7 @@ function portFromEnv(name: 'KUBEDOS_TEMPORAL_PORT' | 'KUBEDOS_UI_PORT'): number 
   return port;
 }
 
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, IP, () => server.close(() => resolve(true)));
-  });
-}
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, IP, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Ports for this home: env overrides win; a home keeps the ports it had; a fresh explicit
@@ -108,12 +91,12 @@ async function choosePorts(home: string, previous?: StackState): Promise<{ port:
   let port = envPort ?? previous?.port ?? DEFAULT_PORT;
   let uiPort = envUi ?? previous?.uiPort ?? port + 1000;
   if (envPort === undefined && !previous && stateDirIsExplicit()) {
-    if (!(await portIsFree(port)) || !(await portIsFree(uiPort))) {
-      port = await freePort();
-      uiPort = envUi ?? (await freePort());
+    if (!(await portIsFree(port, IP)) || !(await portIsFree(uiPort, IP))) {
+      port = await freePort(IP);
+      uiPort = envUi ?? (await freePort(IP));
     }
   }
-  if (!(await portIsFree(port))) {
+  if (!(await portIsFree(port, IP))) {
     throw new TemporalUnavailableError(
       `port ${port} on ${IP} is taken by another program, so the embedded Temporal server for ${home} cannot start`,
       'stop that program, or set KUBEDOS_TEMPORAL_PORT / KUBEDOS_HOME to run a separate stack',

@@ -3,23 +3,13 @@
  * port) and bundle the workflow code once. Tests read both from the environment.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnDaemon } from '../../src/exec/daemon';
 import { devServerArgv, findTemporalBinary, waitForServer } from '../../src/temporal/dev-server';
 import { bundleWorkflows } from '../../src/temporal/bundle-workflows';
+import { freePort } from '../../src/exec/ports';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export default async function globalSetup(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'kubedos-test-'));

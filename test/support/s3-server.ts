@@ -10,6 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logTail, spawnDaemon, stopProcess } from '../../src/exec/daemon';
 import { S3Store, type S3Config } from '../../src/store/s3';
+import { freePort } from '../../src/exec/ports';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 export const VERSITYGW = path.join(ROOT, '.tools', 'bin', 'versitygw');
@@ -27,16 +28,6 @@ export interface S3TestServer {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForPort(port: number, pid: number, logFile: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

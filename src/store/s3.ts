@@ -238,8 +238,18 @@ export class S3Store implements ArtifactStore {
     return { sha256, size: bytes.length };
   }
 
-  /** One PutObject whose body the server checks against the sha256 (= the digest in the key). */
+  /** One PutObject of a blob whose body the server checks against the sha256 (= the digest in the key). */
   private async putSingle(key: string, body: Buffer, digest: Buffer, signal?: AbortSignal): Promise<void> {
+    await this.putChecked(key, body, digest, { contentType: 'application/octet-stream', metadata: { sha256: digest.toString('hex') }, signal });
+  }
+
+  /** One PutObject carrying the body's SHA256, which the server checks before storing it. */
+  private async putChecked(
+    key: string,
+    body: Buffer,
+    digest: Buffer,
+    options: { contentType: string; metadata?: Record<string, string>; signal?: AbortSignal },
+  ): Promise<void> {
     await this.send(
       `PutObject ${key}`,
       (abortSignal) =>
@@ -249,13 +259,13 @@ export class S3Store implements ArtifactStore {
             Key: key,
             Body: body,
             ContentLength: body.length,
-            ContentType: 'application/octet-stream',
+            ContentType: options.contentType,
             ChecksumSHA256: digest.toString('base64'),
-            Metadata: { sha256: digest.toString('hex') },
+            Metadata: options.metadata,
           }),
           { abortSignal },
         ),
-      signal,
+      options.signal,
     );
   }
 
@@ -572,18 +582,7 @@ export class S3Store implements ArtifactStore {
     const key = refKey(name);
     if (!SHA256_RE.test(sha256)) throw new StoreError(`"${sha256}" is not a sha256 digest`);
     const body = Buffer.from(`${sha256}\n`);
-    await this.send(`PutObject ${key}`, () =>
-      this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: body,
-          ContentLength: body.length,
-          ContentType: 'text/plain',
-          ChecksumSHA256: createHash('sha256').update(body).digest('base64'),
-        }),
-      ),
-    );
+    await this.putChecked(key, body, createHash('sha256').update(body).digest(), { contentType: 'text/plain' });
   }
 
   async getRef(name: string): Promise<string | undefined> {

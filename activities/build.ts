@@ -7,9 +7,10 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import { buildImage as runBuild, parseLock, serializeLock, type BuildManifest } from '../src/build';
+import { buildImage as runBuild, parseLock, serializeLock } from '../src/build';
 import { parsePlan } from '../src/build/from-spec';
-import { StoreError } from '../src/errors';
+import { publishBuild } from '../src/store/publish';
+import type { FoundrySigner } from '../src/store/signing';
 import type { ArtifactStore } from '../src/store/store';
 
 export interface BuildDeps {
@@ -20,6 +21,8 @@ export interface BuildDeps {
   debCacheDir: string;
   /** Scratch space for builds in progress. */
   workDir: string;
+  /** Signs each published manifest with the Foundry's key. */
+  signer: FoundrySigner;
   /** The engine. @default buildImage from src/build */
   engine?: typeof runBuild;
 }
@@ -31,6 +34,8 @@ export interface BuildImageInput {
   lockDigest?: string;
   /** Rebuild from empty layer and .deb caches, ignoring recorded results (kubedos verify). */
   scratch?: boolean;
+  /** sha256 of the platform spec, recorded in the provenance. */
+  specDigest?: string;
 }
 
 export interface BuiltArtifact {
@@ -49,6 +54,9 @@ export interface BuildImageResult {
   lockDigest: string;
   /** Digest of the build manifest blob; the lock blob is `lockBlob`. */
   manifestDigest: string;
+  /** Digest of the signed publication manifest (artifacts, lock, SBOM, provenance) and its ref. */
+  publicationDigest: string;
+  publicationRef: string;
   lockBlob: string;
   sourceDateEpoch: number;
   artifacts: BuiltArtifact[];
@@ -79,26 +87,6 @@ async function findRecorded(store: ArtifactStore, key: string): Promise<BuildIma
   return { ...result, reused: true, ranMmdebstrap: false, timings: {} };
 }
 
-async function publish(store: ArtifactStore, outputDir: string, manifest: BuildManifest, lockText: string): Promise<Omit<BuildImageResult, 'reused' | 'ranMmdebstrap' | 'timings'>> {
-  const artifacts: BuiltArtifact[] = [];
-  for (const a of manifest.artifacts) {
-    const ref = await store.putFile(path.join(outputDir, a.file), { link: true });
-    if (ref.sha256 !== a.sha256) throw new StoreError(`${a.file}: stored digest ${ref.sha256} differs from the manifest's ${a.sha256}`);
-    artifacts.push({ ...a, location: store.localPath(a.sha256) ?? `sha256:${a.sha256}` });
-  }
-  const manifestBlob = await store.putBytes(`${JSON.stringify(manifest, null, 2)}\n`);
-  const lockBlob = await store.putBytes(lockText);
-  return {
-    image: manifest.image.name,
-    inputDigest: manifest.inputDigest,
-    layerDigest: manifest.layerDigest,
-    lockDigest: manifest.lockDigest,
-    manifestDigest: manifestBlob.sha256,
-    lockBlob: lockBlob.sha256,
-    sourceDateEpoch: manifest.sourceDateEpoch,
-    artifacts,
-  };
-}
 
 export function createBuildActivities(deps: BuildDeps) {
   return {
@@ -134,13 +122,45 @@ export function createBuildActivities(deps: BuildDeps) {
             ctx.heartbeat(beat);
           },
         });
-        const published = await publish(deps.store, path.join(scratchDir, 'out'), result.manifest, serializeLock(result.lock));
-        const final: BuildImageResult = { ...published, reused: false, ranMmdebstrap: result.ranMmdebstrap, timings: result.timings };
+        // Artifacts, then lock, SBOM and provenance, then the signed manifest, then the ref: a
+        // publication is visible only once complete.
+        const lockText = serializeLock(result.lock);
+        const published = await publishBuild(
+          deps.store,
+          {
+            outputDir: path.join(scratchDir, 'out'),
+            manifest: result.manifest,
+            lockText,
+            specDigest: input.specDigest ?? input.planDigest,
+            signer: deps.signer,
+            mirror: plan.base.mirror,
+            securityMirror: plan.base.securityMirror,
+            ref: input.scratch ? `scratch/${plan.image.name}` : undefined,
+            invocationId: ctx.info.workflowExecution?.workflowId,
+          },
+          { signal: ctx.cancellationSignal },
+        );
+        const { manifest } = result;
+        const final: BuildImageResult = {
+          image: manifest.image.name,
+          inputDigest: manifest.inputDigest,
+          layerDigest: manifest.layerDigest,
+          lockDigest: manifest.lockDigest,
+          manifestDigest: (await deps.store.putBytes(`${JSON.stringify(manifest, null, 2)}\n`)).sha256,
+          lockBlob: (await deps.store.putBytes(lockText)).sha256,
+          publicationDigest: published.manifest.sha256,
+          publicationRef: published.ref,
+          sourceDateEpoch: manifest.sourceDateEpoch,
+          artifacts: manifest.artifacts.map((a) => ({ ...a, location: deps.store.localPath(a.sha256) ?? `sha256:${a.sha256}` })),
+          reused: false,
+          ranMmdebstrap: result.ranMmdebstrap,
+          timings: result.timings,
+        };
         if (!input.scratch) {
           const record = await deps.store.putBytes(JSON.stringify(final));
           await deps.store.setRef(`builds/${key}`, record.sha256);
           // The lock this build resolved is what a later locked build of the same plan will name.
-          await deps.store.setRef(`builds/${buildKey({ planDigest: input.planDigest, lockDigest: published.lockBlob })}`, record.sha256);
+          await deps.store.setRef(`builds/${buildKey({ planDigest: input.planDigest, lockDigest: final.lockBlob })}`, record.sha256);
         }
         return final;
       } finally {

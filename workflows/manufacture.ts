@@ -51,7 +51,7 @@ export async function manufacture(input: ManufactureInput): Promise<BuildImageRe
   });
 
   try {
-    const result = await buildImage({ planDigest: input.planDigest, lockDigest: input.lockDigest, scratch: input.scratch });
+    const result = await buildImage({ planDigest: input.planDigest, lockDigest: input.lockDigest, scratch: input.scratch, specDigest: input.specDigest });
     status.phase = 'done';
     return result;
   } catch (err) {

@@ -10,6 +10,7 @@ import { planFromSpec, serializePlan } from '../build/from-spec';
 import { ConfigError } from '../errors';
 import { POOLS } from '../pools/pools';
 import { readLockFile, usableLock, writeLockFile, type LockFile } from '../spec/lock-file';
+import { specDigest } from '../spec/digest';
 import type { Spec } from '../spec/types';
 import type { ArtifactStore } from '../store/store';
 import { workflowUiLink, type ConnectionSettings } from '../temporal/connection';
@@ -46,6 +47,7 @@ export async function stageRequests(specFile: string, spec: Spec, store: Artifac
   }
   const lockFile = readLockFile(specFile);
   const sourceDateEpoch = chooseEpoch(spec, lockFile);
+  const specHash = specDigest(spec);
   const requests: ManufactureRequest[] = [];
   for (const image of images) {
     const plan = planFromSpec(spec, image, { formats: options.formats, sourceDateEpoch });
@@ -57,7 +59,7 @@ export async function stageRequests(specFile: string, spec: Spec, store: Artifac
     requests.push({
       image,
       workflowId: `kubedos-${options.scratch ? 'verify' : 'manufacture'}-${image}-${planDigest.slice(0, 12)}-${tag}`,
-      input: { image, planDigest, lockDigest: lockBlob, scratch: options.scratch },
+      input: { image, planDigest, lockDigest: lockBlob, scratch: options.scratch, specDigest: specHash },
       totalSteps: 5 + plan.formats.length,
     });
   }

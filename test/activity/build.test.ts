@@ -12,6 +12,8 @@ import { buildKey, createBuildActivities, type BuildHeartbeat, type BuildImageRe
 import { serializePlan } from '../../src/build/from-spec';
 import type { BuildPlan, buildImage } from '../../src/build';
 import { LocalStore } from '../../src/store/local';
+import { FoundrySigner } from '../../src/store/signing';
+import { verifyArtifact } from '../../src/store/verify';
 
 const plan: BuildPlan = {
   base: { suite: 'bookworm', mirror: 'http://deb.debian.org/debian', components: ['main'], packages: ['systemd'], architecture: 'amd64' },
@@ -49,13 +51,14 @@ function fakeEngine(calls: { n: number }, options: { waitForAbort?: boolean } = 
 function setup(engine: typeof buildImage) {
   const root = mkdtempSync(path.join(os.tmpdir(), 'kubedos-act-'));
   const store = new LocalStore(path.join(root, 'store'));
-  const activities = createBuildActivities({ store, cacheDir: path.join(root, 'cache'), debCacheDir: path.join(root, 'debs'), workDir: path.join(root, 'work'), engine });
-  return { root, store, activities };
+  const signer = new FoundrySigner(path.join(root, 'keys', 'foundry_ed25519'));
+  const activities = createBuildActivities({ store, signer, cacheDir: path.join(root, 'cache'), debCacheDir: path.join(root, 'debs'), workDir: path.join(root, 'work'), engine });
+  return { root, store, signer, activities };
 }
 
 test('builds, publishes artifacts into the store, heartbeats each step, and records the result', async () => {
   const calls = { n: 0 };
-  const { store, activities, root } = setup(fakeEngine(calls));
+  const { store, activities, root, signer } = setup(fakeEngine(calls));
   const planDigest = (await store.putBytes(serializePlan(plan))).sha256;
   const env = new MockActivityEnvironment();
   const beats: BuildHeartbeat[] = [];
@@ -69,6 +72,12 @@ test('builds, publishes artifacts into the store, heartbeats each step, and reco
   expect(await store.has(artifact.sha256)).toBe(true);
   expect(beats.map((b) => b.completed.length)).toEqual(expect.arrayContaining([0, 1, 2]));
   expect(beats.at(-1)!.completed).toEqual(['prepareRootfs', 'produce-raw']);
+  // Published: a signed manifest names the artifact, and it verifies with the Foundry's key.
+  expect(result.publicationRef).toBe('images/worker/latest');
+  expect(await store.getRef('images/worker/latest')).toBe(result.publicationDigest);
+  const allowedSigners = path.join(root, 'allowed_signers');
+  await fs.writeFile(allowedSigners, `${await signer.allowedSignersLine()}\n`);
+  await expect(verifyArtifact(store, artifact.sha256, { allowedSigners })).resolves.toBeDefined();
   // The scratch work directory is gone; only the store keeps the artifact.
   expect(await fs.readdir(path.join(root, 'work'))).toEqual([]);
 

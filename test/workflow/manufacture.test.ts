@@ -14,7 +14,7 @@ afterAll(async () => env?.close());
 
 const result = (image: string): BuildImageResult => ({
   image, inputDigest: 'a'.repeat(64), layerDigest: 'b'.repeat(64), lockDigest: 'c'.repeat(64), manifestDigest: 'd'.repeat(64),
-  lockBlob: 'e'.repeat(64), sourceDateEpoch: 1, artifacts: [], reused: false, ranMmdebstrap: true, timings: {},
+  lockBlob: 'e'.repeat(64), publicationDigest: '1'.repeat(64), publicationRef: `images/${image}/latest`, sourceDateEpoch: 1, artifacts: [], reused: false, ranMmdebstrap: true, timings: {},
 });
 
 async function run(buildImage: (input: BuildImageInput) => Promise<BuildImageResult>) {

@@ -59,6 +59,22 @@ async function randomFile(name: string, size: number, seed: string): Promise<str
   return file;
 }
 
+/** Start uploading file and kill the upload once `parts` parts are stored; the last checkpoint. */
+async function interruptAfter(store: S3Store, file: string, parts: number): Promise<UploadCheckpoint> {
+  const controller = new AbortController();
+  let last: UploadCheckpoint | undefined;
+  await expect(
+    store.putFile(file, {
+      signal: controller.signal,
+      onCheckpoint: (cp) => {
+        last = cp;
+        if (cp.parts.length === parts) controller.abort();
+      },
+    }),
+  ).rejects.toBeInstanceOf(CancelledError);
+  return last!;
+}
+
 async function pendingUploads(store: S3Store): Promise<number> {
   const res = await store.client.send(new ListMultipartUploadsCommand({ Bucket: server.bucket }));
   return res.Uploads?.length ?? 0;
@@ -165,19 +181,9 @@ test('an interrupted upload resumes from its checkpoint and sends only the missi
 
   const first = newStore(5 * MiB);
   const firstCounts = countRequests(first);
-  const controller = new AbortController();
-  let last: UploadCheckpoint | undefined;
-  await expect(
-    first.putFile(file, {
-      signal: controller.signal,
-      onCheckpoint: (cp) => {
-        last = cp;
-        if (cp.parts.length === 4) controller.abort(); // killed after 4 parts
-      },
-    }),
-  ).rejects.toBeInstanceOf(CancelledError);
+  const last = await interruptAfter(first, file, 4); // killed after 4 parts
   expect(firstCounts.get('UploadPartCommand')).toBe(4);
-  expect(last!.parts.map((p) => p.partNumber)).toEqual([1, 2, 3, 4]);
+  expect(last.parts.map((p) => p.partNumber)).toEqual([1, 2, 3, 4]);
   expect(await first.has(expected.sha256)).toBe(false); // nothing visible under the digest yet
 
   // A new process (new client), given the last checkpoint (as from heartbeat details, via JSON).
@@ -199,17 +205,7 @@ test('an interrupted upload resumes from its checkpoint and sends only the missi
 test('a checkpoint whose parts no longer match the file is not trusted', async () => {
   const file = await randomFile('changed.bin', 12 * MiB, 'v1');
   const store = newStore(5 * MiB);
-  const controller = new AbortController();
-  let last: UploadCheckpoint | undefined;
-  await expect(
-    store.putFile(file, {
-      signal: controller.signal,
-      onCheckpoint: (cp) => {
-        last = cp;
-        if (cp.parts.length === 1) controller.abort();
-      },
-    }),
-  ).rejects.toBeInstanceOf(CancelledError);
+  const last = await interruptAfter(store, file, 1);
   // Same file name, other content: another digest, another key; the old upload is dropped.
   await randomFile('changed.bin', 12 * MiB, 'v2');
   const put = await store.putFile(file, { resume: last });

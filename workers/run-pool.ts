@@ -9,10 +9,17 @@ import { createProbeActivities } from '../activities/probe';
 import { probePool } from '../src/exec/probe';
 import { logger } from '../src/log';
 import { POOLS, type PoolName } from '../src/pools/pools';
+import { codecDataConverter } from '../src/temporal/codec';
 import { externalSettings, sdkTlsOption } from '../src/temporal/connection';
 import { WORKER_REFUSED_EXIT } from '../src/temporal/stack';
 
 export type ActivityMap = Record<string, (...args: never[]) => Promise<unknown>>;
+
+/** A further task queue the pool's process serves, with its own activities (e.g. a build host's publish queue). */
+export interface ExtraQueue {
+  taskQueue: string;
+  activities: ActivityMap;
+}
 
 /** Workflow code for the control pool: the prebuilt bundle when present, else bundle from source. */
 function workflowSource(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
@@ -21,7 +28,11 @@ function workflowSource(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath
   return { workflowsPath: require.resolve('../workflows') };
 }
 
-/** Build the worker for a pool against an existing connection (also used by tests). */
+/**
+ * Build the worker for a pool against an existing connection (also used by tests). Payloads go
+ * through the payload codec (keys from KUBEDOS_CODEC_KEY / _FILE / the state directory) unless
+ * `overrides.dataConverter` says otherwise.
+ */
 export async function createPoolWorker(
   pool: PoolName,
   connection: NativeConnection,
@@ -37,12 +48,13 @@ export async function createPoolWorker(
     identity: `${pool}@${require('node:os').hostname()}:${process.pid}`,
     activities: { ...createProbeActivities({ pool, probe: probePool }), ...activities },
     ...(def.runsWorkflows ? workflowSource() : {}),
+    ...(overrides.dataConverter ? {} : { dataConverter: codecDataConverter() }),
     ...overrides,
   });
 }
 
 /** Entry point body: exits 78 (EX_CONFIG) when the host lacks what the pool needs. */
-export async function runPool(pool: PoolName, activities: ActivityMap = {}): Promise<void> {
+export async function runPool(pool: PoolName, activities: ActivityMap = {}, extraQueues: readonly ExtraQueue[] = []): Promise<void> {
   const log = logger.child({ pool });
   const probe = await probePool(pool);
   if (!probe.ok) {
@@ -54,23 +66,31 @@ export async function runPool(pool: PoolName, activities: ActivityMap = {}): Pro
     log.error({}, 'TEMPORAL_ADDRESS is not set; workers connect to a running server (kubedos dev starts one)');
     process.exit(WORKER_REFUSED_EXIT);
   }
+  let dataConverter: WorkerOptions['dataConverter'];
+  try {
+    dataConverter = codecDataConverter();
+  } catch (err) {
+    log.error({ hint: (err as { hint?: string }).hint }, `refusing to poll ${probe.taskQueue}: ${(err as Error).message}`);
+    process.exit(WORKER_REFUSED_EXIT);
+  }
   const connection = await NativeConnection.connect({
     address: settings.address,
     tls: sdkTlsOption(settings),
     apiKey: settings.apiKey,
   });
   try {
-    const worker = await createPoolWorker(pool, connection, settings.namespace, activities);
-    log.info({ taskQueue: POOLS[pool].taskQueue, accel: probe.accel?.mode }, 'polling');
-    await worker.run();
+    const worker = await createPoolWorker(pool, connection, settings.namespace, activities, { dataConverter });
+    const extra = await Promise.all(extraQueues.map((q) => createPoolWorker(pool, connection, settings.namespace, q.activities, { dataConverter, taskQueue: q.taskQueue })));
+    log.info({ taskQueue: POOLS[pool].taskQueue, extraQueues: extraQueues.map((q) => q.taskQueue), accel: probe.accel?.mode }, 'polling');
+    await Promise.all([worker.run(), ...extra.map((w) => w.run())]);
   } finally {
     await connection.close();
   }
 }
 
 /** Run a pool entry point as a program, reporting startup failures on stderr. */
-export function main(pool: PoolName, activities: ActivityMap = {}): void {
-  runPool(pool, activities).then(
+export function main(pool: PoolName, activities: ActivityMap = {}, extraQueues: readonly ExtraQueue[] = []): void {
+  runPool(pool, activities, extraQueues).then(
     () => process.exit(0),
     (err) => {
       logger.error({ pool, error: String(err?.stack ?? err) }, 'worker failed');

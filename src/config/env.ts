@@ -20,6 +20,8 @@ export const ENV_VARS = [
   { name: 'TEMPORAL_TLS_SERVER_CA_CERT_PATH', description: 'PEM CA bundle to verify the server', default: 'system roots', workers: true },
   { name: 'TEMPORAL_TLS_SERVER_NAME', description: 'TLS server name override', default: 'host of TEMPORAL_ADDRESS', workers: true },
   { name: 'TEMPORAL_API_KEY', description: 'API key (Temporal Cloud); implies TLS', default: 'unset', workers: true },
+  { name: 'KUBEDOS_CODEC_KEY', description: 'Payload encryption key (AES-256-GCM), base64 of 32 random bytes (openssl rand -base64 32); a comma-separated list rotates keys: the first encrypts, all decrypt. Every client and worker of a cluster needs the same keys', default: 'unset (KUBEDOS_CODEC_KEY_FILE, else $KUBEDOS_HOME/keys/codec.key)', workers: true },
+  { name: 'KUBEDOS_CODEC_KEY_FILE', description: 'File with the payload encryption keys instead of KUBEDOS_CODEC_KEY: one base64 key per line, the first encrypts', default: 'unset ($KUBEDOS_HOME/keys/codec.key, generated with mode 0600 on first use)', workers: true },
   { name: 'KUBEDOS_S3_BUCKET', description: 'Bucket of the S3 artifact store; setting it selects S3 instead of the local store (credentials: the AWS SDK\'s standard AWS_* variables)', default: 'unset (local store under KUBEDOS_HOME)', workers: true },
   { name: 'KUBEDOS_S3_ENDPOINT', description: 'S3 endpoint URL for MinIO or another S3-compatible server', default: 'AWS S3', workers: true },
   { name: 'KUBEDOS_S3_REGION', description: 'S3 region', default: 'AWS_REGION, else us-east-1', workers: true },

@@ -4,6 +4,7 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { TemporalUnavailableError } from '../errors';
+import { codecDataConverter } from './codec';
 import { externalSettings, sdkTlsOption, type ConnectionSettings } from './connection';
 import { embeddedSettings, startStack, stackStatus } from './stack';
 
@@ -26,6 +27,8 @@ export async function resolveSettings(options: { startEmbedded: boolean }): Prom
 }
 
 export async function connectClient(options: { startEmbedded?: boolean } = {}): Promise<ConnectedClient> {
+  // Keys first: a malformed key is a usage error before anything starts or connects.
+  const dataConverter = codecDataConverter();
   const settings = await resolveSettings({ startEmbedded: options.startEmbedded ?? true });
   let connection: Connection;
   try {
@@ -42,6 +45,6 @@ export async function connectClient(options: { startEmbedded?: boolean } = {}): 
       { cause: err },
     );
   }
-  const client = new Client({ connection, namespace: settings.namespace });
+  const client = new Client({ connection, namespace: settings.namespace, dataConverter });
   return { client, settings, close: () => connection.close() };
 }

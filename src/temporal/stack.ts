@@ -1,7 +1,8 @@
 /**
- * The embedded stack under the state directory: the real Temporal dev server plus one worker
- * process per pool. Its pids and ports live in `$KUBEDOS_HOME/stack.json`, so any later command
- * finds it again, and two stacks with different KUBEDOS_HOME run side by side.
+ * The embedded stack under the state directory: the real Temporal dev server, one worker
+ * process per pool, and the codec endpoint the Web UI decrypts payloads through. Its pids and
+ * ports live in `$KUBEDOS_HOME/stack.json`, so any later command finds it again, and two stacks
+ * with different KUBEDOS_HOME run side by side.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -13,6 +14,8 @@ import { isOurProcess, logTail, spawnDaemon, stopProcess } from '../exec/daemon'
 import { freePort, portIsFree } from '../exec/ports';
 import { logger } from '../log';
 import { POOL_NAMES, parsePoolList, type PoolName } from '../pools/pools';
+import { loadCodecKeyring } from './codec';
+import { uiOrigins } from './codec-server';
 import type { ConnectionSettings } from './connection';
 import { devServerArgv, findTemporalBinary, temporalVersion, waitForServer } from './dev-server';
 
@@ -29,6 +32,9 @@ export interface StackState {
   temporalVersion?: string;
   server?: { pid: number; startedAt: string };
   workers: Partial<Record<PoolName, { pid: number; startedAt: string }>>;
+  /** Port of the codec endpoint; the server's UI is pointed at it when the server starts. */
+  codecPort?: number;
+  codec?: { pid: number; startedAt: string };
 }
 
 export interface PoolStatus {
@@ -46,6 +52,9 @@ export interface StackStatus {
   temporalVersion?: string;
   serverPid?: number;
   serverRunning: boolean;
+  /** Remote codec endpoint (for the UI, and `temporal --codec-endpoint`), when the stack has one. */
+  codecEndpoint?: string;
+  codecRunning: boolean;
   pools: PoolStatus[];
 }
 
@@ -54,6 +63,7 @@ const files = (home: string) => ({
   db: path.join(home, 'temporal', 'temporal.db'),
   serverLog: path.join(home, 'logs', 'temporal.log'),
   workerLog: (pool: PoolName) => path.join(home, 'logs', `worker-${pool}.log`),
+  codecLog: path.join(home, 'logs', 'codec-server.log'),
 });
 
 function readState(home: string): StackState | undefined {
@@ -107,6 +117,29 @@ async function choosePorts(home: string, previous?: StackState): Promise<{ port:
 
 const SERVER_MARKER = 'start-dev';
 const workerMarker = (pool: PoolName) => `workers/${pool}.js`;
+const CODEC_MARKER = 'codec-server.js';
+const codecUrl = (port: number) => `http://${IP}:${port}`;
+
+/** The codec endpoint keeps its port across restarts (the UI of a running server points at it). */
+async function chooseCodecPort(previous?: StackState): Promise<number> {
+  if (previous?.codecPort && (await portIsFree(previous.codecPort, IP))) return previous.codecPort;
+  return freePort(IP);
+}
+
+/** Start the codec endpoint daemon on the state's port, answering the UI's origins. */
+function startCodecServer(state: StackState, detached: boolean): void {
+  const entry = path.join(projectRoot(), 'dist', 'src', 'temporal', 'codec-server.js');
+  if (!existsSync(entry)) {
+    throw new TemporalUnavailableError(`codec endpoint ${entry} is missing`, 'run scripts/setup (it compiles the project)');
+  }
+  const origins = uiOrigins(embeddedSettings(state).uiUrl!).flatMap((o) => ['--allow-origin', o]);
+  const pid = spawnDaemon([process.execPath, entry, '--port', String(state.codecPort), ...origins], {
+    logFile: files(state.home).codecLog,
+    detached,
+    env: { ...process.env, KUBEDOS_HOME: state.home },
+  });
+  state.codec = { pid, startedAt: new Date().toISOString() };
+}
 
 /** Which pools the stack runs: KUBEDOS_POOLS or all of them. */
 export function configuredPools(): PoolName[] {
@@ -162,6 +195,8 @@ export async function startStack(options: { detached: boolean; pools?: PoolName[
   const home = stateDir();
   const previous = readState(home);
   const pools = options.pools ?? configuredPools();
+  // The payload keys (generated under the home on first use) before any process that needs them.
+  loadCodecKeyring({ home });
   let state: StackState;
 
   if (previous && serverAlive(previous)) {
@@ -169,11 +204,15 @@ export async function startStack(options: { detached: boolean; pools?: PoolName[
   } else {
     // Workers left over from a crashed stack belong to a server that is gone: stop them first.
     await stopWorkers(previous);
+    if (previous?.codec) await stopProcess(previous.codec.pid, CODEC_MARKER);
     const { port, uiPort } = await choosePorts(home, previous);
+    const codecPort = await chooseCodecPort(previous);
     const bin = await findTemporalBinary();
-    state = { home, port, uiPort, temporalVersion: await temporalVersion(bin), workers: {} };
+    state = { home, port, uiPort, codecPort, temporalVersion: await temporalVersion(bin), workers: {} };
     mkdirSync(path.dirname(files(home).db), { recursive: true });
-    const argv = devServerArgv(bin, { ip: IP, port, uiPort, dbFile: files(home).db, namespace: NAMESPACE, headless: process.env.KUBEDOS_HEADLESS === '1' });
+    const argv = devServerArgv(bin, {
+      ip: IP, port, uiPort, dbFile: files(home).db, namespace: NAMESPACE, headless: process.env.KUBEDOS_HEADLESS === '1', codecEndpoint: codecUrl(codecPort),
+    });
     const pid = spawnDaemon(argv, { logFile: files(home).serverLog, detached: options.detached });
     state.server = { pid, startedAt: new Date().toISOString() };
     writeState(state);
@@ -182,6 +221,9 @@ export async function startStack(options: { detached: boolean; pools?: PoolName[
       throw new TemporalUnavailableError(`${(err as Error).message}\n${logTail(files(home).serverLog)}`, (err as TemporalUnavailableError).hint);
     });
   }
+
+  // A server started before the stack had a codec endpoint has no codecPort: nothing to serve.
+  if (state.codecPort && !(state.codec && isOurProcess(state.codec.pid, CODEC_MARKER))) startCodecServer(state, options.detached);
 
   const started: PoolName[] = [];
   for (const pool of pools) {
@@ -214,6 +256,8 @@ export function stackStatus(): StackStatus {
     temporalVersion: state?.temporalVersion,
     serverPid: state?.server?.pid,
     serverRunning: serverAlive(state),
+    codecEndpoint: state?.codecPort ? codecUrl(state.codecPort) : undefined,
+    codecRunning: Boolean(state?.codec && isOurProcess(state.codec.pid, CODEC_MARKER)),
     pools,
   };
 }
@@ -233,10 +277,11 @@ export async function stopStack(): Promise<StackStatus> {
   const state = readState(home);
   if (!state) return stackStatus();
   await stopWorkers(state);
+  if (state.codec) await stopProcess(state.codec.pid, CODEC_MARKER);
   if (state.server) await stopProcess(state.server.pid, SERVER_MARKER, 15_000);
   const status = stackStatus();
-  writeState({ ...state, server: undefined, workers: {} });
-  return { ...status, serverRunning: false, pools: status.pools.map((p) => ({ ...p, running: false, reason: undefined })) };
+  writeState({ ...state, server: undefined, workers: {}, codec: undefined });
+  return { ...status, serverRunning: false, codecRunning: false, pools: status.pools.map((p) => ({ ...p, running: false, reason: undefined })) };
 }
 
 /** Log file of a pool's worker (shown when it refused to start). */

@@ -9,6 +9,7 @@ import { spawnDaemon } from '../../src/exec/daemon';
 import { devServerArgv, findTemporalBinary, waitForServer } from '../../src/temporal/dev-server';
 import { bundleWorkflows } from '../../src/temporal/bundle-workflows';
 import { freePort } from '../../src/exec/ports';
+import { generateCodecKey } from '../../src/temporal/codec';
 
 
 export default async function globalSetup(): Promise<void> {
@@ -30,6 +31,10 @@ export default async function globalSetup(): Promise<void> {
     waitForServer(address, 'default', 60_000),
   ]);
   process.env.KUBEDOS_TEST_DIR = dir;
+  // One payload key for the whole run, so test clients, test workers and every CLI and stack the
+  // tests start (fresh KUBEDOS_HOMEs included) encrypt alike; a developer's own key never leaks in.
+  delete process.env.KUBEDOS_CODEC_KEY_FILE;
+  process.env.KUBEDOS_CODEC_KEY = generateCodecKey();
   // CI proves the cold path: built images and caches start empty there (and go with the run);
   // on a developer's machine they persist between runs under <tmpdir>/kubedos-test-images.
   if (process.env.CI && !process.env.KUBEDOS_TEST_IMAGES) process.env.KUBEDOS_TEST_IMAGES = path.join(dir, 'images');

@@ -3,6 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import { createPoolWorker, type ActivityMap } from '../../workers/run-pool';
 import type { PoolName } from '../../src/pools/pools';
+import { codecDataConverter } from '../../src/temporal/codec';
 
 let runtimeInstalled = false;
 function quietRuntime(): void {
@@ -32,7 +33,8 @@ export async function connectTestEnv(): Promise<TestEnv> {
   const connection = await Connection.connect({ address: testAddress() });
   const nativeConnection = await NativeConnection.connect({ address: testAddress() });
   return {
-    client: new Client({ connection, namespace: 'default' }),
+    // The run's payload key (global-setup); pool workers pick up the same one in createPoolWorker.
+    client: new Client({ connection, namespace: 'default', dataConverter: codecDataConverter() }),
     nativeConnection,
     async close() {
       await connection.close();

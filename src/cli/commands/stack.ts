@@ -11,6 +11,7 @@ export function renderStack(s: StackStatus): string {
     `state dir   ${s.home}`,
     `temporal    ${s.address} ${s.serverRunning ? pc.green(`running (pid ${s.serverPid})`) : pc.red('stopped')}${s.temporalVersion ? `  temporal ${s.temporalVersion}` : ''}`,
     `web ui      ${s.uiUrl}`,
+    `codec       ${s.codecEndpoint ? `${s.codecEndpoint} ${s.codecRunning ? pc.green('running') : pc.red('stopped')}` : 'none'}`,
   ].join('\n');
   if (!s.pools.length) return head;
   const rows = s.pools.map((p) => [
@@ -36,7 +37,8 @@ export function registerStack(program: Command): void {
       action(async (opts: { pools?: string }) => {
         const status = await startStack({ detached: false, pools: opts.pools ? parsePoolList(opts.pools) : undefined });
         print(status);
-        note(`\nTemporal Web UI: ${status.uiUrl}\nPress Ctrl-C to stop.`);
+        const codec = status.codecEndpoint ? `\nCodec endpoint: ${status.codecEndpoint} (the Web UI decrypts payloads through it; temporal --codec-endpoint too)` : '';
+        note(`\nTemporal Web UI: ${status.uiUrl}${codec}\nPress Ctrl-C to stop.`);
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);

@@ -4,6 +4,7 @@
  */
 
 import { ConfigError } from '../errors';
+import type { TargetType } from '../spec/catalog';
 
 export const POOL_NAMES = ['control', 'build', 'kvm', 'vsphere', 'cloud'] as const;
 export type PoolName = (typeof POOL_NAMES)[number];
@@ -79,3 +80,19 @@ export function parsePoolList(text: string): PoolName[] {
   }
   return names as PoolName[];
 }
+
+/**
+ * Which pool runs a target type's deploy activities: where its tools and network reach are.
+ * Hollow nodes are local processes of the control host, so the control pool runs them.
+ */
+export const TARGET_POOL: Readonly<Record<TargetType, PoolName>> = {
+  qemu: 'kvm',
+  firecracker: 'kvm',
+  proxmox: 'kvm',
+  baremetal: 'kvm',
+  vsphere: 'vsphere',
+  aws: 'cloud',
+  azure: 'cloud',
+  gcp: 'cloud',
+  hollow: 'control',
+};

@@ -362,6 +362,10 @@ const hollowTarget = z
   .strictObject({
     type: z.literal('hollow'),
     bootDelay: duration().prefault('0s').describe('Simulated boot time of each node'),
+    unhealthyImages: z
+      .array(name('image name'))
+      .default([])
+      .describe('Fault injection: nodes of these images boot but never pass their health check (rollback drills)'),
   })
   .describe('Hollow nodes for scale tests: each node is a tiny local process');
 

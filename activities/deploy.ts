@@ -1,0 +1,136 @@
+/**
+ * Deploy activities: thin adapters from the node workflow to a target driver. Each heartbeats,
+ * passes the cancellation signal down, and is idempotent by node id, so a retry after a worker
+ * crash finds what the first attempt made instead of making it twice. Private host keys are
+ * generated here and handed straight to the driver: only the public identity is returned, so
+ * no secret enters workflow history.
+ */
+import { createHash } from 'node:crypto';
+import { Context } from '@temporalio/activity';
+import { NodeUnhealthyError, waitHealthy, type SshProbe } from '../src/health/check';
+import type { HealthCheck, TargetSpec } from '../src/spec/types';
+import type { DriverContext, ImageSource, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../src/targets/driver';
+import { generateIdentity, type PublicIdentity } from '../src/targets/identity';
+import { createDriver } from '../src/targets';
+
+export { NodeUnhealthyError };
+
+/** A target as workflows carry it: its name and its (validated) spec. */
+export interface TargetRef {
+  name: string;
+  spec: TargetSpec;
+}
+
+/** The image a fleet runs: name and digest (signed publication, or plan digest on hollow). */
+export interface ImageRef {
+  name: string;
+  digest: string;
+}
+
+export interface DeployDeps {
+  /** Driver per target; default: createDriver with state under $KUBEDOS_HOME/targets. */
+  driverFor?: (target: TargetRef) => TargetDriver;
+  /**
+   * Fetch the image's artifact in `format` to this host, verified against its signed manifest.
+   * Required for drivers that consume bytes; refusing is the verification's job, not the driver's.
+   */
+  fetchArtifact?: (image: ImageRef, format: string, signal: AbortSignal, progress: DriverContext['progress']) => Promise<NonNullable<ImageSource['artifact']>>;
+  /** SSH runner for `ssh` health checks (the SSH layer). */
+  ssh?: SshProbe;
+}
+
+export interface CreateNodeInput {
+  target: TargetRef;
+  nodeId: string;
+  hostname: string;
+  labels: NodeLabels;
+  image: PreparedImage;
+  authorizedKeys: string[];
+}
+
+export interface NodeTargetInput {
+  target: TargetRef;
+  nodeId: string;
+}
+
+export interface AwaitHealthyInput extends NodeTargetInput {
+  healthCheck: HealthCheck;
+  identity?: PublicIdentity;
+}
+
+function driverCache(create: (t: TargetRef) => TargetDriver): (t: TargetRef) => TargetDriver {
+  const drivers = new Map<string, TargetDriver>();
+  return (target) => {
+    const key = createHash('sha256').update(JSON.stringify([target.name, target.spec])).digest('hex');
+    let driver = drivers.get(key);
+    if (!driver) {
+      driver = create(target);
+      drivers.set(key, driver);
+    }
+    return driver;
+  };
+}
+
+/** The activity's cancellation and a heartbeat-backed progress callback, for the driver. */
+function driverContext(): DriverContext {
+  const ctx = Context.current();
+  return {
+    signal: ctx.cancellationSignal,
+    progress: (detail) => ctx.heartbeat(detail),
+  };
+}
+
+export function createDeployActivities(deps: DeployDeps = {}) {
+  const driverFor = driverCache(deps.driverFor ?? ((t) => createDriver(t.name, t.spec)));
+
+  return {
+    /** Make the image present on the target (once per digest), verified before anything uses it. */
+    async prepareImage(input: { target: TargetRef; image: ImageRef }): Promise<PreparedImage> {
+      const driver = driverFor(input.target);
+      const ctx = driverContext();
+      const source: ImageSource = { name: input.image.name, digest: input.image.digest };
+      if (driver.artifactFormat) {
+        if (!deps.fetchArtifact) throw new Error(`target ${input.target.name} needs the image's ${driver.artifactFormat} artifact, but this worker has no artifact store`);
+        source.artifact = await deps.fetchArtifact(input.image, driver.artifactFormat, ctx.signal!, ctx.progress);
+      }
+      return driver.prepare(source, ctx);
+    },
+
+    /** Create the node with a fresh identity; a retry returns the identity the node already has. */
+    async createNode(input: CreateNodeInput): Promise<PublicIdentity> {
+      const driver = driverFor(input.target);
+      const identity = generateIdentity(input.hostname);
+      return driver.create({ nodeId: input.nodeId, labels: input.labels, image: input.image, identity, authorizedKeys: input.authorizedKeys }, driverContext());
+    },
+
+    async startNode(input: NodeTargetInput): Promise<void> {
+      await driverFor(input.target).start(input.nodeId, driverContext());
+    },
+
+    /** Probe the guest until it passes the fleet's check; heartbeats every probe. */
+    async awaitNodeHealthy(input: AwaitHealthyInput): Promise<{ detail: string; probes: number }> {
+      const driver = driverFor(input.target);
+      let probes = 0;
+      const result = await waitHealthy(
+        input.healthCheck,
+        { driver, nodeId: input.nodeId, identity: input.identity, ssh: deps.ssh, ctx: driverContext() },
+        (r, attempt) => {
+          probes = attempt;
+          Context.current().heartbeat({ attempt, detail: r.detail });
+        },
+      );
+      return { detail: result.detail, probes };
+    },
+
+    async destroyNode(input: NodeTargetInput): Promise<void> {
+      await driverFor(input.target).destroy(input.nodeId, driverContext());
+    },
+
+    /** Nodes KubeDos owns on the target (for orphan sweeps and `kubedos status --nodes`). */
+    async listNodes(input: { target: TargetRef; platform?: string; fleet?: string }): Promise<OwnedNode[]> {
+      return driverFor(input.target).list({ platform: input.platform, fleet: input.fleet }, driverContext());
+    },
+  };
+}
+
+export type DeployActivities = ReturnType<typeof createDeployActivities>;

@@ -1,0 +1,3 @@
+module kubedos.dev/hollow-node
+
+go 1.21

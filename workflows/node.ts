@@ -1,0 +1,99 @@
+/**
+ * fleetNode: one node's life from nothing to healthy — provision (with its own identity), start,
+ * health-check. A node that misses its deadline is destroyed and replaced by a fresh one with the
+ * same id, up to the check's `retries`; then it reports `failed` and the caller decides. Cancelled
+ * (a rollback, an abort), it destroys what it made in a non-cancellable scope before it ends.
+ */
+import { CancellationScope, isCancellation, proxyActivities, type RetryPolicy } from '@temporalio/workflow';
+import type { DeployActivities } from '../activities/deploy';
+import type { PreparedImage } from '../src/targets/driver';
+import type { FleetTemplate, ImageRef, NodeRecord } from './fleet-api';
+
+/** Errors a retry of the same activity cannot fix. */
+export const NON_RETRYABLE_DEPLOY_ERRORS = [
+  'ConfigError',
+  'SpecError',
+  'NodeUnhealthyError',
+  'DigestMismatchError',
+  'SignatureInvalidError',
+  'ArtifactNotPublishedError',
+  'ToolMissingError',
+  'HostKeyMismatchError',
+];
+
+export interface FleetNodeInput {
+  template: FleetTemplate;
+  nodeId: string;
+  hostname: string;
+  generation: number;
+  image: ImageRef;
+  prepared: PreparedImage;
+}
+
+export function deployActivities(template: FleetTemplate) {
+  const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_DEPLOY_ERRORS };
+  const quick = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, startToCloseTimeout: '10m', heartbeatTimeout: '1m', retry });
+  const health = proxyActivities<DeployActivities>({
+    taskQueue: template.deployQueue,
+    // The check's own timeout bounds the wait; the margin covers the last probe.
+    startToCloseTimeout: template.healthCheck.timeout + 60_000,
+    heartbeatTimeout: Math.max(30_000, template.healthCheck.interval * 3),
+    retry,
+  });
+  const prepare = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, startToCloseTimeout: '2h', heartbeatTimeout: '2m', retry });
+  // proxyActivities returns a Proxy: name each function (spreading it copies nothing).
+  return {
+    createNode: quick.createNode,
+    startNode: quick.startNode,
+    destroyNode: quick.destroyNode,
+    listNodes: quick.listNodes,
+    awaitNodeHealthy: health.awaitNodeHealthy,
+    prepareImage: prepare.prepareImage,
+  };
+}
+
+function message(err: unknown): string {
+  if (err instanceof Error) return err.cause instanceof Error ? err.cause.message : err.message;
+  return String(err);
+}
+
+export async function fleetNode(input: FleetNodeInput): Promise<NodeRecord> {
+  const { template } = input;
+  const acts = deployActivities(template);
+  const target = template.target;
+  const started = Date.now();
+  const record: NodeRecord = { nodeId: input.nodeId, hostname: input.hostname, generation: input.generation, state: 'provisioning' };
+  const destroy = () => CancellationScope.nonCancellable(() => acts.destroyNode({ target, nodeId: input.nodeId }));
+
+  for (let attempt = 1; attempt <= template.healthCheck.retries + 1; attempt++) {
+    record.attempts = attempt;
+    try {
+      record.identity = await acts.createNode({
+        target,
+        nodeId: input.nodeId,
+        hostname: input.hostname,
+        labels: { platform: template.platform, fleet: template.fleet, generation: input.generation, image: input.image.name, imageDigest: input.image.digest },
+        image: input.prepared,
+        authorizedKeys: template.authorizedKeys,
+      });
+      await acts.startNode({ target, nodeId: input.nodeId });
+      await acts.awaitNodeHealthy({ target, nodeId: input.nodeId, healthCheck: template.healthCheck, identity: record.identity });
+      record.state = 'ready';
+      record.readyMs = Date.now() - started;
+      delete record.error;
+      return record;
+    } catch (err) {
+      if (isCancellation(err)) {
+        await destroy();
+        throw err;
+      }
+      record.error = `attempt ${attempt}: ${message(err)}`;
+      // A node that failed is never repaired: it goes, and a fresh one takes its id.
+      await destroy();
+      delete record.identity;
+    }
+  }
+  record.state = 'failed';
+  record.readyMs = undefined;
+  return record;
+}

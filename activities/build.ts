@@ -1,7 +1,12 @@
 /**
  * Manufacturing activities (build pool): thin adapters over src/build. They heartbeat with the
  * current step, pass the cancellation signal down to every subprocess, and are idempotent: the
- * result is recorded in the store under the (plan, lock) key, and a repeat finds it and skips.
+ * result is recorded under the (plan, lock) key, and a repeat finds it and skips.
+ *
+ * buildImage only builds and stages: the artifacts, the build manifest and the lock land in this
+ * host's staging store (the store itself when it is local). Publishing them — uploads, SBOM,
+ * provenance, signature, ref — is the separate publishBuild activity (activities/publish.ts),
+ * which the workflow runs on the queue this activity names (`publishQueue`), i.e. on this host.
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -9,20 +14,28 @@ import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { buildImage as runBuild, parseLock, serializeLock } from '../src/build';
 import { parsePlan } from '../src/build/from-spec';
-import { publishBuild } from '../src/store/publish';
-import type { FoundrySigner } from '../src/store/signing';
+import { BuildFailedError, StoreError } from '../src/errors';
 import type { ArtifactStore } from '../src/store/store';
 
 export interface BuildDeps {
+  /** The configured store: plans and locks are read from it (the CLI stages them there). */
   store: ArtifactStore;
+  /**
+   * Where this host keeps what it built until it is published: the local store under the state
+   * directory when `store` is remote (S3). @default store
+   */
+  staging?: ArtifactStore;
+  /**
+   * The task queue on which this host runs publishBuild: a queue only this host polls when the
+   * staging store is host-local. @default the queue buildImage runs on
+   */
+  publishQueue?: string;
   /** Layer and filesystem caches. */
   cacheDir: string;
   /** Content-addressed .deb cache shared by every build on this host. */
   debCacheDir: string;
   /** Scratch space for builds in progress. */
   workDir: string;
-  /** Signs each published manifest with the Foundry's key. */
-  signer: FoundrySigner;
   /** The engine. @default buildImage from src/build */
   engine?: typeof runBuild;
 }
@@ -43,7 +56,7 @@ export interface BuiltArtifact {
   file: string;
   sha256: string;
   size: number;
-  /** Where the artifact is: a local path for the local store. */
+  /** Where the artifact is: a local path in the staging store (or `sha256:<hex>`). */
   location: string;
 }
 
@@ -52,12 +65,14 @@ export interface BuildImageResult {
   inputDigest: string;
   layerDigest: string;
   lockDigest: string;
-  /** Digest of the build manifest blob; the lock blob is `lockBlob`. */
+  /** Digest of the build manifest blob; the lock blob is `lockBlob` (both staged with the artifacts). */
   manifestDigest: string;
-  /** Digest of the signed publication manifest (artifacts, lock, SBOM, provenance) and its ref. */
-  publicationDigest: string;
-  publicationRef: string;
   lockBlob: string;
+  /** The archives the packages came from (recorded in the SBOM and provenance at publish time). */
+  mirror?: string;
+  securityMirror?: string;
+  /** Where publishBuild must run to find the staged artifacts. @default the build queue */
+  publishQueue?: string;
   sourceDateEpoch: number;
   artifacts: BuiltArtifact[];
   /** True when a recorded result was found and nothing was built. */
@@ -79,30 +94,48 @@ export function buildKey(input: Pick<BuildImageInput, 'planDigest' | 'lockDigest
   return createHash('sha256').update(`${input.planDigest}:${input.lockDigest ?? 'unlocked'}`).digest('hex');
 }
 
-async function findRecorded(store: ArtifactStore, key: string): Promise<BuildImageResult | undefined> {
-  const digest = await store.getRef(`builds/${key}`);
+/** A blob the CLI put in the store for this build (plan, lock), as text. */
+async function staged(store: ArtifactStore, digest: string, what: string): Promise<string> {
+  if (!(await store.has(digest))) {
+    throw new StoreError(
+      `the ${what} sha256:${digest} is not in ${store.location}, the store this build worker uses`,
+      'the CLI and the build workers must use the same store: set KUBEDOS_S3_* alike for both (restart the embedded stack after changing them: kubedos stack stop)',
+    );
+  }
+  return (await store.getBytes(digest)).toString('utf8');
+}
+
+/** A recorded build whose artifacts are still staged here or already in the store. */
+async function findRecorded(staging: ArtifactStore, store: ArtifactStore, key: string): Promise<BuildImageResult | undefined> {
+  const digest = await staging.getRef(`builds/${key}`);
   if (!digest) return undefined;
-  const result = JSON.parse((await store.getBytes(digest)).toString('utf8')) as BuildImageResult;
-  for (const a of result.artifacts) if (!(await store.has(a.sha256))) return undefined;
+  const { publicationDigest: _p, publicationRef: _r, publishQueue: _q, ...result } = JSON.parse((await staging.getBytes(digest)).toString('utf8')) as BuildImageResult & {
+    publicationDigest?: string;
+    publicationRef?: string;
+  };
+  for (const a of result.artifacts) if (!(await staging.has(a.sha256)) && (staging === store || !(await store.has(a.sha256)))) return undefined;
+  for (const d of [result.manifestDigest, result.lockBlob]) if (!(await staging.has(d)) && (staging === store || !(await store.has(d)))) return undefined;
   return { ...result, reused: true, ranMmdebstrap: false, timings: {} };
 }
 
 
 export function createBuildActivities(deps: BuildDeps) {
+  const staging = deps.staging ?? deps.store;
   return {
-    /** Manufacture one image from a stored plan (and lock), publish its artifacts, record the result. */
+    /** Manufacture one image from a stored plan (and lock), stage its artifacts, record the result. */
     async buildImage(input: BuildImageInput): Promise<BuildImageResult> {
       const ctx = Context.current();
       const key = buildKey(input);
+      const publishQueue = deps.publishQueue ?? ctx.info.taskQueue;
       if (!input.scratch) {
-        const recorded = await findRecorded(deps.store, key);
+        const recorded = await findRecorded(staging, deps.store, key);
         if (recorded) {
           ctx.log.info('build already recorded; reusing it', { image: recorded.image, inputDigest: recorded.inputDigest });
-          return recorded;
+          return { ...recorded, publishQueue };
         }
       }
-      const plan = parsePlan((await deps.store.getBytes(input.planDigest)).toString('utf8'));
-      const lock = input.lockDigest ? parseLock((await deps.store.getBytes(input.lockDigest)).toString('utf8')) : undefined;
+      const plan = parsePlan(await staged(deps.store, input.planDigest, 'plan'));
+      const lock = input.lockDigest ? parseLock(await staged(deps.store, input.lockDigest, 'lock')) : undefined;
 
       await fs.mkdir(deps.workDir, { recursive: true });
       const scratchDir = await fs.mkdtemp(path.join(deps.workDir, `${plan.image.name}-`));
@@ -110,10 +143,11 @@ export function createBuildActivities(deps: BuildDeps) {
       const timer = setInterval(() => ctx.heartbeat(beat), HEARTBEAT_MS);
       ctx.heartbeat(beat);
       try {
+        const outputDir = path.join(scratchDir, 'out');
         const result = await (deps.engine ?? runBuild)(plan, {
           cacheDir: input.scratch ? path.join(scratchDir, 'cache') : deps.cacheDir,
           debCacheDir: input.scratch ? path.join(scratchDir, 'debs') : deps.debCacheDir,
-          outputDir: path.join(scratchDir, 'out'),
+          outputDir,
           lock,
           signal: ctx.cancellationSignal,
           onStep: (step) => {
@@ -122,47 +156,40 @@ export function createBuildActivities(deps: BuildDeps) {
             ctx.heartbeat(beat);
           },
         });
-        // Artifacts, then lock, SBOM and provenance, then the signed manifest, then the ref: a
-        // publication is visible only once complete.
-        const lockText = serializeLock(result.lock);
-        const published = await publishBuild(
-          deps.store,
-          {
-            outputDir: path.join(scratchDir, 'out'),
-            manifest: result.manifest,
-            lockText,
-            specDigest: input.specDigest ?? input.planDigest,
-            signer: deps.signer,
-            mirror: plan.base.mirror,
-            securityMirror: plan.base.securityMirror,
-            ref: input.scratch ? `scratch/${plan.image.name}` : undefined,
-            invocationId: ctx.info.workflowExecution?.workflowId,
-          },
-          { signal: ctx.cancellationSignal },
-        );
+        // Stage: artifacts (hard-linked when the staging store is on the same filesystem), each
+        // checked against the digest the engine recorded, then the build manifest and the lock.
         const { manifest } = result;
+        beat.step = 'staging';
+        ctx.heartbeat(beat);
+        for (const a of manifest.artifacts) {
+          const put = await staging.putFile(path.join(outputDir, a.file), { link: true, signal: ctx.cancellationSignal });
+          if (put.sha256 !== a.sha256 || put.size !== a.size) {
+            throw new BuildFailedError(`${a.file} is sha256:${put.sha256} (${put.size} bytes) but the build manifest says sha256:${a.sha256} (${a.size} bytes)`, 'the output changed after the engine hashed it: build again');
+          }
+        }
+        const lockText = serializeLock(result.lock);
         const final: BuildImageResult = {
           image: manifest.image.name,
           inputDigest: manifest.inputDigest,
           layerDigest: manifest.layerDigest,
           lockDigest: manifest.lockDigest,
-          manifestDigest: (await deps.store.putBytes(`${JSON.stringify(manifest, null, 2)}\n`)).sha256,
-          lockBlob: (await deps.store.putBytes(lockText)).sha256,
-          publicationDigest: published.manifest.sha256,
-          publicationRef: published.ref,
+          manifestDigest: (await staging.putBytes(`${JSON.stringify(manifest, null, 2)}\n`)).sha256,
+          lockBlob: (await staging.putBytes(lockText)).sha256,
+          mirror: plan.base.mirror,
+          securityMirror: plan.base.securityMirror,
           sourceDateEpoch: manifest.sourceDateEpoch,
-          artifacts: manifest.artifacts.map((a) => ({ ...a, location: deps.store.localPath(a.sha256) ?? `sha256:${a.sha256}` })),
+          artifacts: manifest.artifacts.map((a) => ({ ...a, location: staging.localPath(a.sha256) ?? `sha256:${a.sha256}` })),
           reused: false,
           ranMmdebstrap: result.ranMmdebstrap,
           timings: result.timings,
         };
         if (!input.scratch) {
-          const record = await deps.store.putBytes(JSON.stringify(final));
-          await deps.store.setRef(`builds/${key}`, record.sha256);
+          const record = await staging.putBytes(JSON.stringify(final));
+          await staging.setRef(`builds/${key}`, record.sha256);
           // The lock this build resolved is what a later locked build of the same plan will name.
-          await deps.store.setRef(`builds/${buildKey({ planDigest: input.planDigest, lockDigest: final.lockBlob })}`, record.sha256);
+          await staging.setRef(`builds/${buildKey({ planDigest: input.planDigest, lockDigest: final.lockBlob })}`, record.sha256);
         }
-        return final;
+        return { ...final, publishQueue };
       } finally {
         clearInterval(timer);
         await fs.rm(scratchDir, { recursive: true, force: true });

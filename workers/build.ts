@@ -1,7 +1,35 @@
-/** Entry point of the `build` worker pool: the Foundry. See src/pools/pools.ts for what it needs. */
+/**
+ * Entry point of the `build` worker pool: the Foundry. See src/pools/pools.ts for what it needs.
+ *
+ * The store is the configured one (S3 when KUBEDOS_S3_BUCKET is set, else the local store). With
+ * S3, builds are staged in this host's local store and published from here: the process also
+ * polls a queue of its own (`kubedos-build@<hostname>`) on which the workflow runs publishBuild.
+ */
 import { createBuildActivities } from '../activities/build';
-import { defaultBuildDirs, defaultStore } from '../src/store/default';
+import { createPublishActivities, hostPublishQueue } from '../activities/publish';
+import { logger } from '../src/log';
+import { POOLS } from '../src/pools/pools';
+import { configuredStore, defaultBuildDirs, defaultStore } from '../src/store/default';
+import { LocalStore } from '../src/store/local';
 import { FoundrySigner } from '../src/store/signing';
+import type { ArtifactStore } from '../src/store/store';
+import { WORKER_REFUSED_EXIT } from '../src/temporal/stack';
 import { main } from './run-pool';
 
-main('build', createBuildActivities({ store: defaultStore(), signer: new FoundrySigner(), ...defaultBuildDirs() }));
+let store: ArtifactStore;
+try {
+  store = configuredStore();
+} catch (err) {
+  // A malformed KUBEDOS_S3_* setting: refuse the queue like a missing tool, saying which and why.
+  logger.error({ hint: (err as { hint?: string }).hint }, `refusing to poll ${POOLS.build.taskQueue}: ${(err as Error).message}`);
+  process.exit(WORKER_REFUSED_EXIT);
+}
+const staging = store instanceof LocalStore ? undefined : defaultStore();
+const publishQueue = staging ? hostPublishQueue(POOLS.build.taskQueue) : undefined;
+const publish = createPublishActivities({ store, staging, signer: new FoundrySigner() });
+
+main(
+  'build',
+  { ...createBuildActivities({ store, staging, publishQueue, ...defaultBuildDirs() }), ...publish },
+  publishQueue ? [{ taskQueue: publishQueue, activities: publish }] : [],
+);

@@ -48,6 +48,7 @@ export class LocalStore implements ArtifactStore {
 
   async putFile(file: string, options: PutFileOptions = {}): Promise<PutResult> {
     const ref = await sha256OfFile(file, options);
+    if (options.expectSha256 && ref.sha256 !== options.expectSha256) throw new DigestMismatchError(options.expectSha256, ref.sha256, file);
     if (await this.has(ref.sha256)) return { ...ref, existed: true };
     throwIfAborted(options.signal, `storing ${file}`);
     if (options.link) {

@@ -7,7 +7,7 @@
 import path from 'node:path';
 import type { BuildManifest } from '../build/manifest';
 import { parseLock } from '../build/lock';
-import { StoreError } from '../errors';
+import { DigestMismatchError, StoreError } from '../errors';
 import { buildProvenance, IN_TOTO_MEDIA_TYPE, serializeProvenance } from './provenance';
 import { buildSbom, packagesFromLock, serializeSbom, SPDX_MEDIA_TYPE } from './sbom';
 import type { FoundrySigner } from './signing';
@@ -47,8 +47,13 @@ export function publicationDigests(m: PublicationManifest): string[] {
 }
 
 export interface PublishBuildInput {
-  /** Directory holding the artifact files named in the manifest. */
-  outputDir: string;
+  /** Directory holding the artifact files named in the manifest (or give `artifactPath`). */
+  outputDir?: string;
+  /**
+   * Where an artifact's file is, when not `outputDir/<file>` (e.g. a blob in this host's staging
+   * store). Only asked for artifacts the store does not hold yet.
+   */
+  artifactPath?: (artifact: BuildManifest['artifacts'][number]) => string | undefined;
   manifest: BuildManifest;
   /** kubedos.lock text of the build. */
   lockText: string;
@@ -81,6 +86,18 @@ export interface PublishResult {
   artifacts: (PutResult & { file: string })[];
 }
 
+/** The local file of an artifact to upload. */
+function sourceOf(input: PublishBuildInput, a: BuildManifest['artifacts'][number]): string {
+  const file = input.artifactPath?.(a) ?? (input.outputDir !== undefined ? path.join(input.outputDir, a.file) : undefined);
+  if (!file) {
+    throw new StoreError(
+      `${a.file} (sha256:${a.sha256}) is neither in the store nor staged on this host`,
+      'publish on the host that built it (its publish queue), or build it again',
+    );
+  }
+  return file;
+}
+
 function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
@@ -89,18 +106,27 @@ export async function publishBuild(store: ArtifactStore, input: PublishBuildInpu
   const { manifest } = input;
   const ref = input.ref ?? `images/${manifest.image.name}/latest`;
 
-  // 1. Artifacts (large, resumable), each checked against the digest the build recorded.
+  // 1. Artifacts (large, resumable), each checked against the digest the build recorded. A digest
+  // the store already holds is not read again: an object under a digest key is always verified.
   const artifacts: PublishResult['artifacts'] = [];
   for (const a of manifest.artifacts) {
-    const put = await store.putFile(path.join(input.outputDir, a.file), {
+    if (await store.has(a.sha256)) {
+      options.onProgress?.(a.file, { phase: 'upload', bytes: a.size, total: a.size });
+      artifacts.push({ sha256: a.sha256, size: a.size, existed: true, file: a.file });
+      continue;
+    }
+    const source = sourceOf(input, a);
+    const put = await store.putFile(source, {
       link: true,
+      expectSha256: a.sha256,
       signal: options.signal,
       resume: options.resume?.[a.file],
       onProgress: options.onProgress && ((p) => options.onProgress!(a.file, p)),
       onCheckpoint: options.onCheckpoint && ((cp) => options.onCheckpoint!(a.file, cp)),
     });
     if (put.sha256 !== a.sha256 || put.size !== a.size) {
-      throw new StoreError(`${a.file} is sha256:${put.sha256} (${put.size} bytes) but the build manifest says sha256:${a.sha256} (${a.size} bytes)`, 'the output directory changed after the build: rebuild');
+      // The local copy is not what was built (changed or damaged since): never publish it.
+      throw new DigestMismatchError(a.sha256, put.sha256, `${source} (${a.file}, ${put.size} bytes; the build recorded ${a.size})`);
     }
     artifacts.push({ ...put, file: a.file });
   }

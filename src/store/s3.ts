@@ -272,6 +272,7 @@ export class S3Store implements ArtifactStore {
   async putFile(file: string, options: PutFileOptions = {}): Promise<PutResult> {
     const { signal } = options;
     const ref = await sha256OfFile(file, { signal, onProgress: options.onProgress });
+    if (options.expectSha256 && ref.sha256 !== options.expectSha256) throw new DigestMismatchError(options.expectSha256, ref.sha256, file);
     const key = blobKey(ref.sha256);
     const existing = await this.head(key, signal);
     if (existing) {

@@ -52,6 +52,8 @@ export interface PutFileOptions extends TransferOptions {
   resume?: UploadCheckpoint;
   /** Called after every part the server acknowledged (remote backends). */
   onCheckpoint?: (checkpoint: UploadCheckpoint) => void;
+  /** Refuse a file that does not hash to this (DigestMismatchError) before anything is stored. */
+  expectSha256?: string;
 }
 
 /** What a put did, beyond the digest. */

@@ -1,6 +1,6 @@
 /**
- * The build activity as an adapter: heartbeats, cancellation reaching the engine, publishing into
- * the store, idempotency. The engine is replaced by a small fake that writes real files, so these
+ * The build activity as an adapter: heartbeats, cancellation reaching the engine, staging into
+ * the store (then publishBuild publishes what was staged), idempotency. The engine is replaced by a small fake that writes real files, so these
  * run in milliseconds; the real engine is exercised by test/e2e/build*.test.ts.
  */
 import { createHash } from 'node:crypto';
@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { buildKey, createBuildActivities, type BuildHeartbeat, type BuildImageResult } from '../../activities/build';
+import { createPublishActivities, type PublishBuildResult } from '../../activities/publish';
 import { serializePlan } from '../../src/build/from-spec';
 import type { BuildPlan, buildImage } from '../../src/build';
 import { LocalStore } from '../../src/store/local';
@@ -52,13 +53,14 @@ function setup(engine: typeof buildImage) {
   const root = mkdtempSync(path.join(os.tmpdir(), 'kubedos-act-'));
   const store = new LocalStore(path.join(root, 'store'));
   const signer = new FoundrySigner(path.join(root, 'keys', 'foundry_ed25519'));
-  const activities = createBuildActivities({ store, signer, cacheDir: path.join(root, 'cache'), debCacheDir: path.join(root, 'debs'), workDir: path.join(root, 'work'), engine });
-  return { root, store, signer, activities };
+  const activities = createBuildActivities({ store, cacheDir: path.join(root, 'cache'), debCacheDir: path.join(root, 'debs'), workDir: path.join(root, 'work'), engine });
+  const publish = createPublishActivities({ store, signer });
+  return { root, store, signer, activities, publish };
 }
 
-test('builds, publishes artifacts into the store, heartbeats each step, and records the result', async () => {
+test('builds, stages artifacts in the store, heartbeats each step, records the result; publishBuild then publishes it', async () => {
   const calls = { n: 0 };
-  const { store, activities, root, signer } = setup(fakeEngine(calls));
+  const { store, activities, publish, root, signer } = setup(fakeEngine(calls));
   const planDigest = (await store.putBytes(serializePlan(plan))).sha256;
   const env = new MockActivityEnvironment();
   const beats: BuildHeartbeat[] = [];
@@ -72,9 +74,16 @@ test('builds, publishes artifacts into the store, heartbeats each step, and reco
   expect(await store.has(artifact.sha256)).toBe(true);
   expect(beats.map((b) => b.completed.length)).toEqual(expect.arrayContaining([0, 1, 2]));
   expect(beats.at(-1)!.completed).toEqual(['prepareRootfs', 'produce-raw']);
+  // Staged, not published: nothing is visible under images/ until publishBuild ran.
+  expect(await store.getRef('images/worker/latest')).toBeUndefined();
+  expect(result.publishQueue).toBe('test'); // MockActivityEnvironment's task queue: staging is the store itself
+  expect(result.mirror).toBe(plan.base.mirror);
+  const published: PublishBuildResult = await new MockActivityEnvironment().run(publish.publishBuild, {
+    image: result.image, manifestDigest: result.manifestDigest, lockBlob: result.lockBlob, specDigest: 's'.repeat(64), mirror: result.mirror,
+  });
   // Published: a signed manifest names the artifact, and it verifies with the Foundry's key.
-  expect(result.publicationRef).toBe('images/worker/latest');
-  expect(await store.getRef('images/worker/latest')).toBe(result.publicationDigest);
+  expect(published).toMatchObject({ ref: 'images/worker/latest', reused: false, artifacts: [{ sha256: artifact.sha256, existed: true, location: artifact.location }] });
+  expect(await store.getRef('images/worker/latest')).toBe(published.publicationDigest);
   const allowedSigners = path.join(root, 'allowed_signers');
   await fs.writeFile(allowedSigners, `${await signer.allowedSignersLine()}\n`);
   await expect(verifyArtifact(store, artifact.sha256, { allowedSigners })).resolves.toBeDefined();
@@ -121,3 +130,60 @@ test('a tampered plan blob is refused before anything is built', async () => {
   expect(calls.n).toBe(0);
 });
 
+
+test('with a remote store the build stages on this host; publishBuild uploads from there, once; lost staging is named', async () => {
+  const calls = { n: 0 };
+  const root = mkdtempSync(path.join(os.tmpdir(), 'kubedos-act-'));
+  const store = new LocalStore(path.join(root, 'remote')); // stands in for S3: another store than staging
+  const staging = new LocalStore(path.join(root, 'staging'));
+  const signer = new FoundrySigner(path.join(root, 'keys', 'foundry_ed25519'));
+  const dirs = { cacheDir: path.join(root, 'cache'), debCacheDir: path.join(root, 'debs'), workDir: path.join(root, 'work') };
+  const build = createBuildActivities({ store, staging, publishQueue: 'kubedos-build@host-a', engine: fakeEngine(calls), ...dirs });
+  const { publishBuild } = createPublishActivities({ store, staging, signer });
+  const planDigest = (await store.putBytes(serializePlan(plan))).sha256;
+
+  const built: BuildImageResult = await new MockActivityEnvironment().run(build.buildImage, { planDigest });
+  const sha = built.artifacts[0]!.sha256;
+  expect(built.publishQueue).toBe('kubedos-build@host-a');
+  expect(await staging.has(sha)).toBe(true);
+  expect(await store.has(sha)).toBe(false);
+  expect(await staging.getRef(`builds/${buildKey({ planDigest })}`)).toBeDefined();
+
+  const input = { image: built.image, manifestDigest: built.manifestDigest, lockBlob: built.lockBlob, specDigest: 's'.repeat(64) };
+  const first: PublishBuildResult = await new MockActivityEnvironment().run(publishBuild, input);
+  expect(first).toMatchObject({ reused: false, artifacts: [{ sha256: sha, existed: false, location: store.localPath(sha) }] });
+  expect(await store.has(sha)).toBe(true);
+  expect(await store.has(built.lockBlob)).toBe(true);
+  // The CLI reads the resolved lock from the configured store: it is there.
+  expect(await store.getRef('images/worker/latest')).toBe(first.publicationDigest);
+
+  // A second publish of the same build finds it and does nothing.
+  const second: PublishBuildResult = await new MockActivityEnvironment().run(publishBuild, input);
+  expect(second).toMatchObject({ reused: true, publicationDigest: first.publicationDigest });
+
+  // A damaged staged copy is never uploaded: a typed, non-retryable failure (the workflow rebuilds).
+  const fresh = new LocalStore(path.join(root, 'fresh'));
+  const blob = staging.localPath(sha);
+  await fs.chmod(blob, 0o644);
+  const good = await fs.readFile(blob);
+  await fs.writeFile(blob, Buffer.from(good).fill(0x41, 0, 1));
+  const damaged = await new MockActivityEnvironment().run(createPublishActivities({ store: fresh, staging, signer }).publishBuild, input).catch((e: unknown) => e);
+  expect(damaged).toMatchObject({ type: 'ArtifactNotStagedError', nonRetryable: true });
+  expect((damaged as Error).message).toMatch(new RegExp(`the staged copy of sha256:${sha} is damaged: .*content hashes to sha256:`));
+  expect(await fresh.has(sha)).toBe(false);
+  expect(await fresh.getRef('images/worker/latest')).toBeUndefined();
+  await fs.writeFile(blob, good);
+
+  // Staged copies gone (cleaned up) but published: the record is still reused, no rebuild.
+  await staging.deleteBlob(sha);
+  const again: BuildImageResult = await new MockActivityEnvironment().run(build.buildImage, { planDigest });
+  expect(again.reused).toBe(true);
+  expect(calls.n).toBe(1);
+
+  // Neither staged nor published: a typed, non-retryable failure that names the file.
+  const other = new LocalStore(path.join(root, 'other'));
+  const lost = createPublishActivities({ store: other, staging, signer }).publishBuild;
+  const err = await new MockActivityEnvironment().run(lost, input).catch((e: unknown) => e);
+  expect(err).toMatchObject({ type: 'ArtifactNotStagedError', nonRetryable: true });
+  expect((err as Error).message).toMatch(/worker\.raw \(sha256:[0-9a-f]{64}\) is neither staged on this host/);
+});

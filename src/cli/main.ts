@@ -7,6 +7,7 @@ import { ENV_VARS } from '../config/env';
 import { registerBuild } from './commands/build';
 import { registerDoctor } from './commands/doctor';
 import { registerStack } from './commands/stack';
+import { registerStore } from './commands/store';
 import { registerValidate } from './commands/validate';
 import { EXIT } from './exit-codes';
 
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerBuild(program);
   registerDoctor(program);
   registerStack(program);
+  registerStore(program);
   program.addHelpText(
     'after',
     [

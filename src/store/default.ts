@@ -9,10 +9,19 @@ export function defaultStore(): LocalStore {
   return new LocalStore(path.join(stateDir(), 'store'));
 }
 
-/** The S3 store when KUBEDOS_S3_BUCKET is set (see s3ConfigFromEnv), else the local default. */
-export function configuredStore(): ArtifactStore {
-  const s3 = s3ConfigFromEnv();
+/**
+ * The store builds publish to and deploys fetch from: S3 when KUBEDOS_S3_BUCKET is set (endpoint,
+ * region, path style and credentials from KUBEDOS_S3_* and AWS_*, see s3ConfigFromEnv), else the
+ * local default. Used by the CLI and by every worker.
+ */
+export function configuredStore(environment: NodeJS.ProcessEnv = process.env): ArtifactStore {
+  const s3 = s3ConfigFromEnv(environment);
   return s3 ? new S3Store(s3) : defaultStore();
+}
+
+/** Release a store's connections (S3); a no-op for the local store. */
+export function closeStore(store: ArtifactStore): void {
+  if (store instanceof S3Store) store.destroy();
 }
 
 export function defaultBuildDirs(): { cacheDir: string; debCacheDir: string; workDir: string } {

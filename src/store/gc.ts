@@ -6,6 +6,10 @@
  * manifest, a build manifest, a recorded build result) keeps every stored digest it mentions; a
  * kept manifest keeps its signature (`refs/signatures/<manifest>`). Blobs younger than the grace
  * period are never removed: a publish in progress uploads blobs before the ref that names them.
+ *
+ * Cache refs (`caches`, e.g. `builds/` records and `scratch/` verification builds) are not roots:
+ * one survives only while everything its target names is kept anyway; otherwise it is removed
+ * with the blobs, so a superseded build does not live on through its cache record.
  */
 import { StoreError } from '../errors';
 import { logger } from '../log';
@@ -21,6 +25,12 @@ export interface GcOptions {
    * removed (pins never are). @default every ref
    */
   keep?: readonly string[];
+  /**
+   * Ref prefixes (ending in `/`) of caches: not roots; such a ref is kept only while every stored
+   * blob its target mentions is kept by the roots (or is younger than the grace period), else it
+   * is removed. @default none
+   */
+  caches?: readonly string[];
   /** Report what would go, remove nothing. @default false */
   dryRun?: boolean;
   /** Blobs written less than this long ago are kept. @default 3_600_000 (one hour) */
@@ -54,8 +64,13 @@ export async function gc(store: ArtifactStore, options: GcOptions = {}): Promise
   const refs = await store.listRefs();
   const signatureRefs = refs.filter((r) => r.startsWith(SIGNATURE_PREFIX));
   const rootRefs = refs.filter((r) => !r.startsWith(SIGNATURE_PREFIX));
-  const removedRefs = rootRefs.filter((r) => !isKept(r, options.keep));
-  const kept = rootRefs.filter((r) => isKept(r, options.keep));
+  const caches = options.caches ?? [];
+  const isCache = (r: string) => !r.startsWith(PIN_PREFIX) && caches.some((c) => r.startsWith(c));
+  const cacheRefs = rootRefs.filter(isCache);
+  const removedRefs = rootRefs.filter((r) => !isCache(r) && !isKept(r, options.keep));
+  const kept = rootRefs.filter((r) => !isCache(r) && isKept(r, options.keep));
+  const now = Date.now();
+  const young = (digest: string) => now - byDigest.get(digest)!.modified.getTime() < minAgeMs;
 
   const signed = new Set(signatureRefs.map((r) => r.slice(SIGNATURE_PREFIX.length)));
 
@@ -68,33 +83,49 @@ export async function gc(store: ArtifactStore, options: GcOptions = {}): Promise
       queue.push(digest);
     }
   };
-  for (const r of kept) {
-    const target = await store.getRef(r);
-    if (target) mark(target);
-  }
-  while (queue.length > 0) {
-    if (options.signal?.aborted) throw new StoreError('gc was cancelled before it removed anything');
-    const digest = queue.shift()!;
-    if (signed.has(digest)) {
-      const sig = await store.getRef(signatureRefOf(digest));
-      if (sig) mark(sig);
-    }
+  /** Stored digests a blob mentions (when it is a small JSON document). */
+  const mentions = async (digest: string): Promise<string[]> => {
     const info = byDigest.get(digest)!;
-    if (info.size > MAX_DOCUMENT) continue;
+    if (info.size > MAX_DOCUMENT) return [];
     let bytes: Buffer;
     try {
       bytes = await store.getBytes(digest);
     } catch (err) {
       logger.warn({ digest, err: String(err) }, 'gc: a kept blob could not be read; not following its references');
-      continue;
+      return [];
     }
     const first = bytes.subarray(0, 64).toString('utf8').trimStart()[0];
-    if (first !== '{' && first !== '[') continue;
-    for (const m of bytes.toString('utf8').matchAll(DIGEST_IN_TEXT)) mark(m[0]);
+    if (first !== '{' && first !== '[') return [];
+    return [...bytes.toString('utf8').matchAll(DIGEST_IN_TEXT)].map((m) => m[0]).filter((d) => byDigest.has(d));
+  };
+  const drain = async () => {
+    while (queue.length > 0) {
+      if (options.signal?.aborted) throw new StoreError('gc was cancelled before it removed anything');
+      const digest = queue.shift()!;
+      if (signed.has(digest)) {
+        const sig = await store.getRef(signatureRefOf(digest));
+        if (sig) mark(sig);
+      }
+      for (const d of await mentions(digest)) mark(d);
+    }
+  };
+  for (const r of kept) {
+    const target = await store.getRef(r);
+    if (target) mark(target);
   }
+  await drain();
+
+  // Caches: kept only when nothing they name is going away.
+  for (const r of cacheRefs) {
+    const target = await store.getRef(r);
+    const survives =
+      target !== undefined && byDigest.has(target) && (marked.has(target) || young(target) || (await mentions(target)).every((d) => marked.has(d) || young(d)));
+    if (survives) mark(target!);
+    else removedRefs.push(r);
+  }
+  await drain();
 
   // Sweep.
-  const now = Date.now();
   const removedBlobs = blobs.filter((b) => !marked.has(b.sha256) && now - b.modified.getTime() >= minAgeMs);
   const removedSet = new Set(removedBlobs.map((b) => b.sha256));
   // Signatures of manifests that go (or are gone already).

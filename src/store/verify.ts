@@ -25,7 +25,20 @@ export interface VerifiedArtifact {
   size: number;
   /** The signed publication manifest that references the artifact. */
   manifest: string;
+  /** Refs that point at that manifest (`images/web/latest`, `pins/…`), sorted. */
+  refs: string[];
+  /** The artifact's entry in the manifest (undefined when the digest is a supporting document). */
+  artifact?: PublicationManifest['artifacts'][number];
   publication: PublicationManifest;
+}
+
+/** Every non-signature ref with its target. */
+async function refTargets(store: ArtifactStore): Promise<Map<string, string>> {
+  const refs = (await store.listRefs()).filter((r) => !r.startsWith(SIGNATURE_PREFIX));
+  const targets = await Promise.all(refs.map((r) => store.getRef(r)));
+  const out = new Map<string, string>();
+  refs.forEach((r, i) => targets[i] !== undefined && out.set(r, targets[i]!));
+  return out;
 }
 
 /**
@@ -46,15 +59,18 @@ export async function verifyArtifact(store: ArtifactStore, sha256: string, optio
 
   // 2. The manifests that reference it.
   let candidates: string[];
-  if (options.manifest) candidates = [options.manifest];
-  else if (options.ref) {
+  let targets: Map<string, string> | undefined;
+  if (options.manifest) {
+    if (!SHA256_RE.test(options.manifest)) throw new StoreError(`manifest "${options.manifest}" is not a sha256 digest`, 'give the 64-hex digest of a publication manifest');
+    candidates = [options.manifest];
+  } else if (options.ref) {
     const target = await store.getRef(options.ref);
-    if (!target) throw new StoreError(`ref ${options.ref} does not exist in ${store.location}`, 'publish the build first');
+    if (!target) throw new StoreError(`ref ${options.ref} does not exist in ${store.location}`, 'publish the build first, or list refs with `kubedos store ls`');
     candidates = [target];
+    targets = new Map([[options.ref, target]]);
   } else {
-    const refs = (await store.listRefs()).filter((r) => !r.startsWith(SIGNATURE_PREFIX));
-    const targets = await Promise.all(refs.map((r) => store.getRef(r)));
-    candidates = [...new Set(targets.filter((t): t is string => t !== undefined))].sort();
+    targets = await refTargets(store);
+    candidates = [...new Set(targets.values())].sort();
   }
   const referencing: { digest: string; bytes: Buffer; publication: PublicationManifest }[] = [];
   for (const digest of candidates) {
@@ -71,10 +87,13 @@ export async function verifyArtifact(store: ArtifactStore, sha256: string, optio
     const subject = `manifest sha256:${m.digest}`;
     try {
       const sigDigest = await store.getRef(signatureRefOf(m.digest));
-      if (!sigDigest) throw new SignatureInvalidError(subject, 'no signature is stored for it');
+      if (!sigDigest) throw new SignatureInvalidError(subject, `it is unsigned: ${store.location} holds no signature for it (ref ${signatureRefOf(m.digest)})`);
       const signature = (await store.getBytes(sigDigest)).toString('utf8');
       await verifySignature(m.bytes, signature, { allowedSigners: options.allowedSigners, subject, signal: options.signal });
-      return { sha256, size, manifest: m.digest, publication: m.publication };
+      targets ??= await refTargets(store);
+      const refs = [...targets].filter(([, t]) => t === m.digest).map(([r]) => r).sort();
+      const artifact = m.publication.artifacts.find((a) => a.sha256 === sha256);
+      return { sha256, size, manifest: m.digest, refs, artifact, publication: m.publication };
     } catch (err) {
       if (!(err instanceof SignatureInvalidError)) throw err;
       firstFailure ??= err;

@@ -1,11 +1,19 @@
-/** `kubedos build`, `kubedos lock` and `kubedos verify`: manufacturing through Temporal. */
+/**
+ * `kubedos build`, `kubedos lock` and `kubedos verify`: manufacturing through Temporal, and
+ * checking a stored artifact's digest and signature (`verify --artifact`).
+ */
 import type { Command } from 'commander';
 import { createReadStream, promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { BuildImageResult } from '../../../activities/build';
-import { SpecError } from '../../errors';
+import { ConfigError, SpecError } from '../../errors';
 import { formatSpecError, loadSpec } from '../../spec';
-import { defaultStore } from '../../store/default';
+import { closeStore, configuredStore } from '../../store/default';
+import { parseDigest } from '../../store/pins';
+import type { ArtifactStore } from '../../store/store';
+import { withTrustedSigners } from '../../store/trust';
+import { verifyArtifact } from '../../store/verify';
 import { connectClient } from '../../temporal/client';
 import { action, type GlobalOptions } from '../command';
 import { EXIT } from '../exit-codes';
@@ -15,10 +23,9 @@ import { colors as pc, note, printJson, renderTable } from '../output';
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 const specErrorDetail = (err: unknown) => (err instanceof SpecError ? formatSpecError(err) : undefined);
 
-/** Spec → stored plans → one manufacture workflow per image → results; lock file updated. */
-async function manufactureFromSpec(specFile: string, options: ManufactureOptions & GlobalOptions): Promise<BuildImageResult[]> {
+/** Spec → stored plans (in the configured store) → one manufacture workflow per image → results; lock file updated. */
+async function manufactureFromSpec(specFile: string, store: ArtifactStore, options: ManufactureOptions & GlobalOptions): Promise<BuildImageResult[]> {
   const spec = await loadSpec(specFile);
-  const store = defaultStore();
   const requests = await stageRequests(specFile, spec, store, options);
   const { client, settings, close } = await connectClient();
   try {
@@ -41,16 +48,85 @@ function renderResults(results: BuildImageResult[]): string {
   );
 }
 
-/** Link (or copy) each artifact into dir under its file name, atomically. */
-async function exportArtifacts(results: BuildImageResult[], dir: string): Promise<void> {
+/** Run `fn` with the configured store (S3 or local), closing its connections afterwards. */
+async function withConfiguredStore<T>(fn: (store: ArtifactStore) => Promise<T>): Promise<T> {
+  const store = configuredStore();
+  try {
+    return await fn(store);
+  } finally {
+    closeStore(store);
+  }
+}
+
+/**
+ * Put each artifact into dir under its file name, atomically: linked (or copied) from the local
+ * store, or downloaded and verified from a remote one.
+ */
+async function exportArtifacts(results: BuildImageResult[], dir: string, store: ArtifactStore): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
   for (const a of results.flatMap((r) => r.artifacts)) {
     const dest = path.join(dir, a.file);
+    const local = store.localPath(a.sha256);
+    if (!local) {
+      await store.getFile(a.sha256, dest);
+      continue;
+    }
     const tmp = `${dest}.${process.pid}.tmp`;
     await fs.rm(tmp, { force: true });
-    await fs.link(a.location, tmp).catch(() => fs.copyFile(a.location, tmp));
+    await fs.link(local, tmp).catch(() => fs.copyFile(local, tmp));
     await fs.rename(tmp, dest);
   }
+}
+
+/** A local file holding a stored blob: the local store's own, or a verified download into dir. */
+async function localCopy(store: ArtifactStore, sha256: string, dir: string): Promise<string> {
+  const local = store.localPath(sha256);
+  if (local) return local;
+  const dest = path.join(dir, sha256);
+  await store.getFile(sha256, dest);
+  return dest;
+}
+
+/** `verify --artifact`: the blob hashes to its digest and a manifest with a valid signature references it. */
+async function verifyStoredArtifact(opts: GlobalOptions & VerifyArtifactCliOptions): Promise<void> {
+  const sha256 = parseDigest(opts.artifact!, '--artifact');
+  const manifest = opts.manifest === undefined ? undefined : parseDigest(opts.manifest, '--manifest');
+  await withConfiguredStore((store) =>
+    withTrustedSigners({ allowedSigners: opts.allowedSigners }, async (trust) => {
+      const ok = await verifyArtifact(store, sha256, { allowedSigners: trust.file, manifest, ref: opts.ref });
+      const at = ok.artifact;
+      const summary = {
+        verified: true,
+        store: store.location,
+        artifact: ok.sha256,
+        size: ok.size,
+        manifest: ok.manifest,
+        refs: ok.refs,
+        image: ok.publication.image.name,
+        ...(at ? { format: at.format, file: at.file } : {}),
+        trust: trust.source,
+      };
+      if (opts.json) printJson(summary);
+      else {
+        const refs = ok.refs.length ? ` (${ok.refs.join(', ')})` : ' (no ref names it)';
+        process.stdout.write(
+          [
+            `${pc.green('verified')}: sha256:${ok.sha256}`,
+            `  bytes      hash to the digest (${ok.size} bytes in ${store.location})`,
+            `  manifest   sha256:${ok.manifest}${refs}: image ${ok.publication.image.name}${at ? `, ${at.format} artifact ${at.file}` : ''}`,
+            `  signature  valid, by a key trusted in ${trust.source}`,
+          ].join('\n') + '\n',
+        );
+      }
+    }),
+  );
+}
+
+interface VerifyArtifactCliOptions {
+  artifact?: string;
+  manifest?: string;
+  ref?: string;
+  allowedSigners?: string;
 }
 
 /** First byte offset at which two files differ (or the shorter length), undefined if equal. */
@@ -84,8 +160,11 @@ export function registerBuild(program: Command): void {
     .option('--json', 'print the manifests as JSON on stdout')
     .action(
       action(async (specFile: string, opts: GlobalOptions & { image?: string[]; format?: string[]; out?: string }) => {
-        const results = await manufactureFromSpec(specFile, { images: opts.image, formats: opts.format, json: opts.json });
-        if (opts.out) await exportArtifacts(results, opts.out);
+        const results = await withConfiguredStore(async (store) => {
+          const built = await manufactureFromSpec(specFile, store, { images: opts.image, formats: opts.format, json: opts.json });
+          if (opts.out) await exportArtifacts(built, opts.out, store);
+          return built;
+        });
         if (opts.json) printJson({ images: results });
         else process.stdout.write(`${renderResults(results)}\n`);
         return EXIT.ok;
@@ -101,7 +180,9 @@ export function registerBuild(program: Command): void {
     .option('--json', 'print the lock digests as JSON')
     .action(
       action(async (specFile: string, opts: GlobalOptions & { image?: string[]; update?: boolean }) => {
-        const results = await manufactureFromSpec(specFile, { images: opts.image, ignoreLock: opts.update, formats: ['raw'], json: opts.json });
+        const results = await withConfiguredStore((store) =>
+          manufactureFromSpec(specFile, store, { images: opts.image, ignoreLock: opts.update, formats: ['raw'], json: opts.json }),
+        );
         const rows = results.map((r) => ({ image: r.image, lockDigest: r.lockDigest }));
         if (opts.json) printJson({ images: rows });
         else process.stdout.write(`${renderTable(['IMAGE', 'LOCK DIGEST'], rows.map((r) => [r.image, r.lockDigest]))}\n`);
@@ -111,25 +192,57 @@ export function registerBuild(program: Command): void {
 
   program
     .command('verify')
-    .description('rebuild an image from empty caches and compare every artifact with the recorded build')
-    .argument('<spec>', 'kubedos.yaml, or the directory holding it')
-    .requiredOption('--image <name>', 'the image to verify')
+    .description(
+      'SPEC --image NAME: rebuild an image from empty caches and compare every artifact with the recorded build; ' +
+        '--artifact DIGEST: check that a stored artifact hashes to its digest and a published manifest with a valid Foundry signature references it',
+    )
+    .argument('[spec]', 'kubedos.yaml, or the directory holding it (rebuild-and-compare)')
+    .option('--image <name>', 'the image to rebuild and compare')
     .option('--format <formats>', 'formats to compare (default: the image\'s outputs)', list)
-    .option('--json', 'print the comparison as JSON')
+    .option('--artifact <digest>', 'check this stored artifact (sha256) instead of rebuilding')
+    .option('--ref <ref>', 'with --artifact: only the manifest this ref names (e.g. images/web/latest)')
+    .option('--manifest <digest>', 'with --artifact: only this publication manifest')
+    .option('--allowed-signers <file>', 'OpenSSH allowed_signers file of trusted Foundry keys (default: KUBEDOS_HOME/keys/allowed_signers, else this machine\'s Foundry key)')
+    .option('--json', 'print the result as JSON')
     .action(
-      action(async (specFile: string, opts: GlobalOptions & { image: string; format?: string[] }) => {
-        const base = { images: [opts.image], formats: opts.format, json: opts.json };
-        const [recorded] = await manufactureFromSpec(specFile, base);
-        const [rebuilt] = await manufactureFromSpec(specFile, { ...base, scratch: true });
-        const rows = [];
-        for (const a of recorded!.artifacts) {
-          const b = rebuilt!.artifacts.find((x) => x.format === a.format && x.file === a.file);
-          const identical = b?.sha256 === a.sha256;
-          const offset = b && !identical ? await firstDifference(a.location, b.location) : undefined;
-          rows.push({ format: a.format, file: a.file, recorded: a.sha256, rebuilt: b?.sha256, identical, firstDifferenceAt: offset });
+      action(async (specFile: string | undefined, opts: GlobalOptions & VerifyArtifactCliOptions & { image?: string; format?: string[] }) => {
+        if (opts.artifact !== undefined) {
+          if (specFile !== undefined || opts.image !== undefined || opts.format !== undefined) {
+            throw new ConfigError('--artifact checks a stored artifact; it takes no SPEC, --image or --format', 'run either `kubedos verify --artifact DIGEST` or `kubedos verify SPEC --image NAME`');
+          }
+          await verifyStoredArtifact(opts);
+          return EXIT.ok;
         }
+        if (specFile === undefined || opts.image === undefined) {
+          throw new ConfigError(
+            `verify needs ${specFile === undefined ? 'SPEC' : ''}${specFile === undefined && opts.image === undefined ? ' and ' : ''}${opts.image === undefined ? '--image NAME' : ''}`,
+            'run `kubedos verify SPEC --image NAME` (rebuild and compare) or `kubedos verify --artifact DIGEST` (check a stored artifact)',
+          );
+        }
+        if (opts.ref !== undefined || opts.manifest !== undefined || opts.allowedSigners !== undefined) {
+          throw new ConfigError('--ref, --manifest and --allowed-signers go with --artifact', 'add --artifact DIGEST, or drop them');
+        }
+        const image = opts.image;
+        const base = { images: [image], formats: opts.format, json: opts.json };
+        const rows = await withConfiguredStore(async (store) => {
+          const [recorded] = await manufactureFromSpec(specFile, store, base);
+          const [rebuilt] = await manufactureFromSpec(specFile, store, { ...base, scratch: true });
+          const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'kubedos-verify-'));
+          try {
+            const out = [];
+            for (const a of recorded!.artifacts) {
+              const b = rebuilt!.artifacts.find((x) => x.format === a.format && x.file === a.file);
+              const identical = b?.sha256 === a.sha256;
+              const offset = b && !identical ? await firstDifference(await localCopy(store, a.sha256, tmp), await localCopy(store, b.sha256, tmp)) : undefined;
+              out.push({ format: a.format, file: a.file, recorded: a.sha256, rebuilt: b?.sha256, identical, firstDifferenceAt: offset });
+            }
+            return out;
+          } finally {
+            await fs.rm(tmp, { recursive: true, force: true });
+          }
+        });
         const same = rows.every((r) => r.identical);
-        if (opts.json) printJson({ image: opts.image, reproducible: same, artifacts: rows });
+        if (opts.json) printJson({ image, reproducible: same, artifacts: rows });
         else {
           process.stdout.write(
             `${renderTable(['FORMAT', 'RECORDED', 'REBUILT', 'RESULT'], rows.map((r) => [
@@ -138,7 +251,7 @@ export function registerBuild(program: Command): void {
             ]))}\n`,
           );
           const first = rows.find((r) => !r.identical);
-          note(same ? pc.green(`${opts.image}: every artifact is bit-identical`) : pc.red(`${opts.image}: ${first!.file} differs first${first!.firstDifferenceAt !== undefined ? `, at byte offset ${first!.firstDifferenceAt}` : ''}`));
+          note(same ? pc.green(`${image}: every artifact is bit-identical`) : pc.red(`${image}: ${first!.file} differs first${first!.firstDifferenceAt !== undefined ? `, at byte offset ${first!.firstDifferenceAt}` : ''}`));
         }
         return same ? EXIT.ok : EXIT.notReproducible;
       }, specErrorDetail),

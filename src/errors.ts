@@ -136,3 +136,111 @@ export class ArtifactNotPublishedError extends KubedosError {
     );
   }
 }
+
+// --- SSH (src/ssh) ---
+
+/** No host key is pinned for an SSH host (no hostKey, no knownHosts entry): KubeDos never trusts on first use. */
+export class HostKeyNotPinnedError extends KubedosError {
+  constructor(
+    /** `host:port` */
+    readonly host: string,
+    readonly detail: string,
+  ) {
+    super(
+      `refusing to connect to ${host}: ${detail}`,
+      'pin the host key: set hostKey to the host\'s public key line or its SHA256 fingerprint (read it on the host with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`, not over the network), or point knownHosts at a known_hosts file with an entry for the host',
+    );
+  }
+}
+
+/** The SSH server offered a host key that is not the pinned one (or a revoked one): the connection was refused before authenticating. */
+export class HostKeyMismatchError extends KubedosError {
+  constructor(
+    /** `host:port` */
+    readonly host: string,
+    /** The pinned keys, each `type SHA256:… (source)`. */
+    readonly expected: readonly string[],
+    /** The key the server offered, `type SHA256:…`, or a description when it offered none of the pinned types. */
+    readonly offered: string,
+    readonly revoked = false,
+  ) {
+    super(
+      revoked
+        ? `host key verification failed for ${host}: the server offered ${offered}, which is marked @revoked`
+        : `host key verification failed for ${host}: the server offered ${offered}, but the pin expects ${expected.join(' or ')}`,
+      'if the host was legitimately re-keyed (reinstalled, node recreated), confirm the new key on the host itself (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and update hostKey or knownHosts; otherwise do not connect: the connection may be intercepted',
+    );
+  }
+}
+
+/** The SSH connection could not be made or was lost (network, timeout, handshake). Usually worth retrying. */
+export class SshConnectError extends KubedosError {
+  constructor(
+    /** `user@host:port` */
+    readonly target: string,
+    readonly detail: string,
+    options?: { cause?: unknown; hint?: string },
+  ) {
+    super(`ssh ${target}: ${detail}`, options?.hint ?? 'check that the host is up, sshd listens on that port and no firewall is in the way', { cause: options?.cause });
+  }
+}
+
+/** The SSH server refused every offered credential (or none could be loaded). Not worth retrying. */
+export class SshAuthError extends KubedosError {
+  constructor(
+    /** `user@host:port` */
+    readonly target: string,
+    readonly detail: string,
+    hint = 'put the public key of identityFile (or of a key in the SSH agent) into ~/.ssh/authorized_keys of that user on the host',
+    options?: { cause?: unknown },
+  ) {
+    super(`ssh ${target}: authentication failed: ${detail}`, hint, options);
+  }
+}
+
+/** An argv cannot be turned into a remote command safely (empty, NUL byte, option-like program name). */
+export class InvalidArgvError extends KubedosError {
+  constructor(readonly detail: string) {
+    super(`invalid remote command: ${detail}`, 'remote commands are argv arrays of strings without NUL bytes, starting with the program to run');
+  }
+}
+
+/** A remote command ran and failed. Carries what is needed to reproduce and diagnose it. */
+export class RemoteCommandFailedError extends KubedosError {
+  constructor(
+    /** `user@host:port` */
+    readonly target: string,
+    readonly argv: readonly string[],
+    readonly exitCode: number | undefined,
+    readonly signal: string | undefined,
+    readonly stderrTail: string,
+  ) {
+    const how = signal ? `was killed by SIG${signal}` : exitCode === undefined ? 'ended without an exit status' : `exited with code ${exitCode}`;
+    super(`${target}: ${argv[0]} ${how}${stderrTail ? `:\n${stderrTail}` : ''}`);
+  }
+}
+
+/** A remote command did not finish within its timeout; it was signalled and its channel closed. */
+export class RemoteCommandTimeoutError extends KubedosError {
+  constructor(
+    /** `user@host:port` */
+    readonly target: string,
+    readonly argv: readonly string[],
+    readonly timeoutMs: number,
+  ) {
+    super(`${target}: ${argv[0]} did not finish within ${timeoutMs} ms and was stopped`, 'raise the timeout if the command is legitimately slow, or look at what it waits for on the host');
+  }
+}
+
+/** An uploaded file does not hash to the expected digest; nothing was put in place. */
+export class UploadDigestMismatchError extends KubedosError {
+  constructor(
+    /** Where the bytes were hashed, e.g. `local file /x` or `root@h:22:/var/lib/…`. */
+    readonly where: string,
+    readonly expected: string,
+    readonly actual: string,
+    hint: string,
+  ) {
+    super(`${where} hashes to sha256:${actual}, expected sha256:${expected}`, hint);
+  }
+}

@@ -115,6 +115,11 @@ export interface FleetResult {
 
 export interface DeployRequest {
   image: ImageRef;
+  /**
+   * The fleet's spec as it is now (health check, rollout policy, hostnames, keys, target
+   * settings): applied to nodes made from now on. Platform, fleet and target name cannot change.
+   */
+  template?: FleetTemplate;
   /** Workflow id to signal `rolloutFinished` when the rollout this request causes ends. */
   notify?: string;
 }

@@ -64,9 +64,16 @@ function validateReplicas(replicas: unknown): void {
   }
 }
 
-function validateDeploy(req: DeployRequest): void {
+function validateDeploy(req: DeployRequest, current: FleetTemplate): void {
   if (!req?.image?.name || !DIGEST.test(req.image.digest ?? '')) {
     throw new Error(`deploy needs {image: {name, digest}} with a 64-hex-digit sha256 digest, got ${JSON.stringify(req?.image)}`);
+  }
+  const t = req.template;
+  if (t && (t.platform !== current.platform || t.fleet !== current.fleet || t.target.name !== current.target.name)) {
+    throw new Error(
+      `a running fleet keeps its platform, name and target (${current.platform}/${current.fleet} on ${current.target.name}); ` +
+        `to move it, run kubedos down and deploy it again`,
+    );
   }
 }
 
@@ -76,7 +83,7 @@ function errorMessage(err: unknown): string {
 }
 
 export async function fleet(input: FleetInput): Promise<FleetResult> {
-  const template = templateOf(input);
+  let template = templateOf(input);
   const state: FleetState = input.state ?? {
     generation: 0,
     image: input.image,
@@ -145,19 +152,28 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
   );
   const acceptDeploy = (req: DeployRequest): { generation: number; unchanged: boolean } => {
     const current = state.pendingImage ?? state.image;
-    if (req.notify) state.notify.push(req.notify);
     events++;
-    if (current.digest === req.image.digest && (state.pendingImage || state.generation > 0)) {
-      return { generation: state.pendingImage ? state.generation + 1 : state.generation, unchanged: !state.pendingImage };
+    // New settings apply to every node made from now on (this rollout's included).
+    if (req.template) template = req.template;
+    if (current.digest === req.image.digest && !state.pendingImage && state.generation > 0) {
+      // Already running this image: nothing to roll; tell the requester right away.
+      if (req.notify) {
+        void getExternalWorkflowHandle(req.notify)
+          .signal(rolloutFinishedSignal, { fleet: template.fleet, image: state.image, outcome: 'unchanged' })
+          .catch(() => undefined);
+      }
+      return { generation: state.generation, unchanged: true };
     }
+    if (req.notify) state.notify.push(req.notify);
+    if (current.digest === req.image.digest) return { generation: state.generation + 1, unchanged: false };
     state.pendingImage = req.image;
     degraded = false;
     return { generation: state.generation + 1, unchanged: false };
   };
-  setHandler(deployUpdate, acceptDeploy, { validator: validateDeploy });
+  setHandler(deployUpdate, acceptDeploy, { validator: (req) => validateDeploy(req, template) });
   setHandler(deploySignal, (req) => {
     try {
-      validateDeploy(req);
+      validateDeploy(req, template);
     } catch (err) {
       state.lastError = `ignored deploy signal: ${errorMessage(err)}`;
       return;
@@ -327,7 +343,7 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
     setPhase(state.paused ? 'paused' : degraded ? 'degraded' : 'steady');
     if (!state.paused && !degraded) step = `generation ${state.generation}: ${live().length}/${state.replicas} ready`;
     if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > HISTORY_LIMIT) {
-      await continueAsNew<typeof fleet>({ ...input, state });
+      await continueAsNew<typeof fleet>({ ...input, ...template, state });
     }
     const seen = events;
     await condition(() => events !== seen && needsWork());

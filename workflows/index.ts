@@ -4,3 +4,4 @@ export * from './manufacture';
 export { fleet } from './fleet';
 export { rollout } from './rollout';
 export { fleetNode } from './node';
+export { rebuildHerd } from './rebuild-herd';

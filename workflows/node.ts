@@ -32,12 +32,13 @@ export interface FleetNodeInput {
 
 export function deployActivities(template: FleetTemplate) {
   const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_DEPLOY_ERRORS };
-  const quick = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, startToCloseTimeout: '10m', heartbeatTimeout: '1m', retry });
+  // Short steps: a worker that dies mid-step is noticed within the heartbeat timeout.
+  const quick = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, startToCloseTimeout: '10m', heartbeatTimeout: '20s', retry });
   const health = proxyActivities<DeployActivities>({
     taskQueue: template.deployQueue,
     // The check's own timeout bounds the wait; the margin covers the last probe.
     startToCloseTimeout: template.healthCheck.timeout + 60_000,
-    heartbeatTimeout: Math.max(30_000, template.healthCheck.interval * 3),
+    heartbeatTimeout: Math.max(10_000, template.healthCheck.interval * 3),
     retry,
   });
   const prepare = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, startToCloseTimeout: '2h', heartbeatTimeout: '2m', retry });

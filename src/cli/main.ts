@@ -6,6 +6,7 @@ import { projectRoot } from '../config/paths';
 import { ENV_VARS } from '../config/env';
 import { registerBuild } from './commands/build';
 import { registerDoctor } from './commands/doctor';
+import { registerFleet } from './commands/fleet';
 import { registerStack } from './commands/stack';
 import { registerStore } from './commands/store';
 import { registerValidate } from './commands/validate';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerBuild(program);
   registerDoctor(program);
   registerStack(program);
+  registerFleet(program);
   registerStore(program);
   program.addHelpText(
     'after',

@@ -19,6 +19,9 @@ beforeAll(async () => {
 afterAll(async () => {
   h?.worker.shutdown();
   await run;
+  // A failed test must not leave node processes behind: sweep whatever is still there.
+  const driver = h?.driver();
+  for (const node of (await driver?.list({})) ?? []) await driver!.destroy(node.nodeId);
   await env?.close();
 });
 

@@ -44,6 +44,8 @@ export interface NodeRecord {
   identity?: PublicIdentity;
   /** Health checks passed after this many ms from the node's first step. */
   readyMs?: number;
+  /** When the node passed its health check (epoch ms, workflow time). */
+  readyAt?: number;
   attempts?: number;
   error?: string;
 }

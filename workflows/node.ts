@@ -4,7 +4,7 @@
  * same id, up to the check's `retries`; then it reports `failed` and the caller decides. Cancelled
  * (a rollback, an abort), it destroys what it made in a non-cancellable scope before it ends.
  */
-import { CancellationScope, isCancellation, proxyActivities, type RetryPolicy } from '@temporalio/workflow';
+import { CancellationScope, isCancellation, proxyActivities, proxyLocalActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { DeployActivities } from '../activities/deploy';
 import type { PreparedImage } from '../src/targets/driver';
 import type { FleetTemplate, ImageRef, NodeRecord } from './fleet-api';
@@ -32,12 +32,28 @@ export interface FleetNodeInput {
 
 export function deployActivities(template: FleetTemplate) {
   const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_DEPLOY_ERRORS };
+  const healthTimeout = template.healthCheck.timeout + 60_000; // the check's own timeout, plus the last probe
+  if (template.deployQueue === workflowInfo().taskQueue) {
+    // The target's steps run on this very worker (hollow nodes on the control pool): as local
+    // activities they skip the round trip through the server's matching, which is what bounds
+    // fleets of a thousand nodes. Still retried, recorded and cancellable; a worker that dies
+    // mid-step is replaced by the next workflow task's attempt.
+    const local = proxyLocalActivities<DeployActivities>({ startToCloseTimeout: '10m', retry });
+    const health = proxyLocalActivities<DeployActivities>({ startToCloseTimeout: healthTimeout, retry });
+    return {
+      createNode: local.createNode,
+      startNode: local.startNode,
+      destroyNode: local.destroyNode,
+      listNodes: local.listNodes,
+      awaitNodeHealthy: health.awaitNodeHealthy,
+      prepareImage: local.prepareImage,
+    };
+  }
   // Short steps: a worker that dies mid-step is noticed within the heartbeat timeout.
   const quick = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, startToCloseTimeout: '10m', heartbeatTimeout: '20s', retry });
   const health = proxyActivities<DeployActivities>({
     taskQueue: template.deployQueue,
-    // The check's own timeout bounds the wait; the margin covers the last probe.
-    startToCloseTimeout: template.healthCheck.timeout + 60_000,
+    startToCloseTimeout: healthTimeout,
     heartbeatTimeout: Math.max(10_000, template.healthCheck.interval * 3),
     retry,
   });
@@ -80,7 +96,8 @@ export async function fleetNode(input: FleetNodeInput): Promise<NodeRecord> {
       await acts.startNode({ target, nodeId: input.nodeId });
       await acts.awaitNodeHealthy({ target, nodeId: input.nodeId, healthCheck: template.healthCheck, identity: record.identity });
       record.state = 'ready';
-      record.readyMs = Date.now() - started;
+      record.readyAt = Date.now();
+      record.readyMs = record.readyAt - started;
       delete record.error;
       return record;
     } catch (err) {

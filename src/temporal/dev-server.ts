@@ -60,6 +60,12 @@ export function devServerArgv(bin: string, o: DevServerOptions): string[] {
   else argv.push('--ui-port', String(o.uiPort), '--ui-ip', o.ip, '--ui-disable-news-fetch');
   if (o.codecEndpoint) argv.push('--ui-codec-endpoint', o.codecEndpoint);
   for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) argv.push('--search-attribute', `${name}=${type}`);
+  // SQLite in WAL mode with normal sync: a killed server loses nothing committed (only a power
+  // loss could cost the last transactions), and fleets of hundreds of nodes are write-bound.
+  argv.push('--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal');
+  // Activities scheduled on the workflow's own queue start on the same worker without a round
+  // trip through matching (the SDK asks for it; the server must allow it).
+  argv.push('--dynamic-config-value', 'system.enableActivityEagerExecution=true');
   return argv;
 }
 

@@ -6,7 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { abortSignal, deployUpdate, pauseSignal, resumeSignal, scaleUpdate, teardownSignal } from '../../workflows/fleet-api';
 import { DIGEST_A, DIGEST_B, DIGEST_C, hollowHarness, readyCount, startFleet, waitForStatus, type HollowHarness } from '../support/fleet';
-import { connectTestEnv, type TestEnv } from '../support/temporal';
+import { connectTestEnv, testPoolWorker, type TestEnv } from '../support/temporal';
+import { createDeployActivities } from '../../activities/deploy';
 
 let env: TestEnv;
 let h: HollowHarness;
@@ -130,6 +131,32 @@ test('abort mid-rollout rolls back and holds; pause stops a rollout until resume
   await waitForStatus(handle, (s) => s.phase === 'paused');
   await handle.signal(teardownSignal);
   await handle.result();
+});
+
+test('steps on another pool\'s queue run as regular activities: deploy and automatic rollback', async () => {
+  // Hollow steps on the control queue are local activities; every real target's run on its own
+  // pool (kvm, vsphere, cloud) as regular activities. Serve the hollow driver from a kvm-pool
+  // worker to exercise that path too.
+  const queue = `${h.queue}-kvm`;
+  const worker = await testPoolWorker(env, 'kvm', queue, createDeployActivities({ driverFor: (t) => h.driver(t.spec as never) }) as never);
+  const running = worker.run();
+  try {
+    const p = platform();
+    const handle = await startFleet(env, h, h.input(p, { deployQueue: queue, replicas: 2, target: h.target({ unhealthyImages: ['broken'] }), healthCheck: { type: 'readiness', timeout: 3_000, interval: 100, retries: 0 } }));
+    const g1 = await waitForStatus(handle, (s) => s.phase === 'steady' && readyCount(s) === 2);
+    await handle.executeUpdate(deployUpdate, { args: [{ image: { name: 'broken', digest: DIGEST_B } }] });
+    const back = await waitForStatus(handle, (s) => s.rollouts.length === 2 && s.phase === 'steady');
+    expect(back.rollouts[1]!.outcome).toBe('rolled-back');
+    expect(back.nodes.filter((n) => n.state === 'ready').map((n) => n.nodeId)).toEqual(g1.nodes.map((n) => n.nodeId));
+    const history = await env.client.workflow.getHandle(`fleet/${p}/workers/node/${g1.nodes[0]!.nodeId}`).fetchHistory();
+    const types = history.events!.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+    expect(types).toEqual(['createNode', 'startNode', 'awaitNodeHealthy']);
+    await handle.signal(teardownSignal);
+    await handle.result();
+  } finally {
+    worker.shutdown();
+    await running;
+  }
 });
 
 test('a second start of the same fleet is refused, not doubled', async () => {

@@ -12,6 +12,8 @@ import type { HealthCheck, TargetSpec } from '../src/spec/types';
 import type { DriverContext, ImageSource, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../src/targets/driver';
 import { generateIdentity, type PublicIdentity } from '../src/targets/identity';
 import { createDriver } from '../src/targets';
+import { fetchVerifiedArtifact } from '../src/store/fetch';
+import type { ArtifactStore } from '../src/store/store';
 
 export { NodeUnhealthyError };
 
@@ -77,6 +79,26 @@ function driverContext(): DriverContext {
   return {
     signal: ctx.cancellationSignal,
     progress: (detail) => ctx.heartbeat(detail),
+  };
+}
+
+/**
+ * fetchArtifact for DeployDeps from an artifact store: the publication's signature is checked
+ * with the trusted Foundry keys, then the artifact is downloaded into `destDir` and its digest
+ * checked before anything uses it (a verified copy already there is reused).
+ */
+export function artifactsFromStore(store: ArtifactStore, destDir: string, allowedSigners?: string): NonNullable<DeployDeps['fetchArtifact']> {
+  return async (image, format, signal, progress) => {
+    const fetched = await fetchVerifiedArtifact({
+      store,
+      manifestDigest: image.digest,
+      format,
+      destDir,
+      allowedSigners,
+      signal,
+      onProgress: (p) => progress?.({ step: `fetching ${image.name} ${format}`, done: p.bytes, total: p.total }),
+    });
+    return { format, sha256: fetched.sha256, size: fetched.size, path: fetched.path };
   };
 }
 

@@ -108,6 +108,8 @@ export interface FleetInput extends FleetTemplate {
   replicas: number;
   /** Present after continueAsNew. */
   state?: FleetState;
+  /** Continue-as-new once idle past this many history events. @default 10000 */
+  historyLimit?: number;
 }
 
 export interface FleetResult {
@@ -157,8 +159,9 @@ export function nodeWorkflowId(platform: string, fleet: string, nodeId: string):
   return `fleet/${platform}/${fleet}/node/${nodeId}`;
 }
 
-export function rolloutWorkflowId(platform: string, fleet: string, generation: number): string {
-  return `fleet/${platform}/${fleet}/rollout/g${generation}`;
+/** `…/rollout/g3` for the first try at generation 3, `…/rollout/g3.2` after a refused or rolled-back one. */
+export function rolloutWorkflowId(platform: string, fleet: string, generation: number, attempt = 1): string {
+  return `fleet/${platform}/${fleet}/rollout/g${generation}${attempt > 1 ? `.${attempt}` : ''}`;
 }
 
 /** Node ids are unique on a target across platforms and never reused within a fleet. */

@@ -218,7 +218,7 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
     const to = { generation: state.generation + 1, image };
     state.images[to.generation] = image;
     const from = state.generation > 0 ? { generation: state.generation, image: state.image, nodes: state.nodes.filter((n) => n.state === 'ready') } : undefined;
-    childId = rolloutWorkflowId(template.platform, template.fleet, to.generation);
+    childId = rolloutWorkflowId(template.platform, template.fleet, to.generation, state.rollouts.filter((r) => r.to === to.generation).length + 1);
     step = `rolling out generation ${to.generation} (${image.name}@${image.digest.slice(0, 12)})`;
     let result: RolloutResult;
     let summary: RolloutSummary;
@@ -274,7 +274,16 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
     }
     setPhase(state.generation === 0 ? 'provisioning' : 'scaling');
     const { prepareImage } = deployActivities(template);
-    const prepared = await prepareImage({ target: template.target, image: state.image });
+    let prepared;
+    try {
+      prepared = await prepareImage({ target: template.target, image: state.image });
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      degraded = true;
+      state.lastError = `cannot scale: image ${state.image.name} refused on ${template.target.name}: ${errorMessage(err)}`;
+      step = state.lastError;
+      return;
+    }
     const spec = { template, generation: state.generation, image: state.image, prepared };
     let inflight = 0;
     let failedInRow = 0;
@@ -342,7 +351,7 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
     }
     setPhase(state.paused ? 'paused' : degraded ? 'degraded' : 'steady');
     if (!state.paused && !degraded) step = `generation ${state.generation}: ${live().length}/${state.replicas} ready`;
-    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > HISTORY_LIMIT) {
+    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.historyLimit ?? HISTORY_LIMIT)) {
       await continueAsNew<typeof fleet>({ ...input, ...template, state });
     }
     const seen = events;

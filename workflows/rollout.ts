@@ -58,6 +58,11 @@ export const rolloutStatusQuery = defineQuery<RolloutStatus>('rolloutStatus');
 export const ROLLOUT_ROLLED_BACK = 'RolloutRolledBack';
 export const ROLLOUT_ABORTED = 'RolloutAborted';
 
+function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.cause instanceof Error ? err.cause.message : err.message;
+  return String(err);
+}
+
 function count(nodes: readonly NodeRecord[], generation: number, image: ImageRef, desired: number): GenerationStatus {
   return {
     generation,
@@ -114,7 +119,23 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
   });
 
   const acts = deployActivities(template);
-  const prepared = await acts.prepareImage({ target: template.target, image: input.to.image });
+  let prepared;
+  try {
+    prepared = await acts.prepareImage({ target: template.target, image: input.to.image });
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    // Refused before any node was touched (a digest or signature that does not verify, an
+    // unreachable host): generation N keeps serving as it is.
+    const reason = `image ${input.to.image.name}@${input.to.image.digest.slice(0, 12)} refused on ${template.target.name}: ${errorMessage(err)}`;
+    phase = 'done';
+    step = reason;
+    throw ApplicationFailure.create({
+      type: ROLLOUT_ROLLED_BACK,
+      message: `rollout to generation ${input.to.generation} not started: ${reason}`,
+      nonRetryable: true,
+      details: [{ outcome: 'rolled-back', nodes: old, generation: input.from?.generation ?? 0, nextOrdinal, failed: [], error: reason } satisfies RolloutResult],
+    });
+  }
   const spec: LaunchSpec = { template, generation: input.to.generation, image: input.to.image, prepared };
   const launches = new CancellationScope();
   const running: Promise<void>[] = [];

@@ -159,6 +159,25 @@ test('steps on another pool\'s queue run as regular activities: deploy and autom
   }
 });
 
+test('a long-lived fleet continues as new when its history grows, and keeps its nodes and state', async () => {
+  const p = platform();
+  const handle = await startFleet(env, h, h.input(p, { replicas: 2, historyLimit: 30 }));
+  await waitForStatus(handle, (s) => s.phase === 'steady' && readyCount(s) === 2);
+  const firstRun = (await handle.describe()).runId;
+  for (const n of [3, 1, 2]) {
+    await handle.executeUpdate(scaleUpdate, { args: [n] });
+    await waitForStatus(handle, (s) => s.phase === 'steady' && s.nodes.length === n);
+  }
+  const latest = env.client.workflow.getHandle(handle.workflowId);
+  expect((await latest.describe()).runId).not.toBe(firstRun);
+  const after = await waitForStatus(latest, (s) => s.phase === 'steady' && readyCount(s) === 2);
+  expect(after.rollouts).toHaveLength(1);
+  // 2 → 3 added 0002; → 1 removed the newest (0002, 0001); → 2 added 0003: ordinals are never reused.
+  expect(after.nodes.map((n) => n.nodeId)).toEqual([`${p}-workers-0000`, `${p}-workers-0003`]);
+  await latest.signal(teardownSignal);
+  expect(await latest.result()).toEqual({ fleet: 'workers', destroyed: 2 });
+});
+
 test('a second start of the same fleet is refused, not doubled', async () => {
   const p = platform();
   const handle = await startFleet(env, h, h.input(p, { replicas: 1 }));

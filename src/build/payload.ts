@@ -4,18 +4,26 @@
  * filesystem with debugfs. Besides the plan's own files, units and scripts it carries:
  *
  * - `kubedos-firstboot.service`: runs once, before sshd. It is THE hook for deploy-time identity:
- *   executables in /usr/lib/kubedos/metadata.d (e.g. a NoCloud cidata / MMDS reader added later)
- *   run first; then SSH host keys are generated (`ssh-keygen -A`; keys already supplied by the
- *   metadata are kept) and their fingerprints printed on the console as `kubedos: hostkey …`;
- *   then the plan's first-boot scripts (/usr/lib/kubedos/firstboot.d) run in order.
+ *   executables in /usr/lib/kubedos/metadata.d run first — the NoCloud reader
+ *   (nocloud-reader.ts: hostname, host keys, authorized keys, machine-id from a `cidata` seed) is
+ *   one; then, only when no metadata supplied host keys, they are generated (`ssh-keygen -A`);
+ *   their fingerprints are printed on the console as `kubedos: hostkey …`; then the plan's
+ *   first-boot scripts (/usr/lib/kubedos/firstboot.d) run in order.
  * - an ssh.service drop-in that resets ExecStartPre (Debian's `sshd -t` fails without host keys)
- *   and generates missing keys before the test, so sshd starts even if first boot was skipped.
+ *   and generates keys when there are none, so sshd starts even if first boot was skipped.
  * - `kubedos-ready.service`: prints `kubedos: ready <hostname>` on the console once
- *   multi-user.target is reached.
+ *   multi-user.target is reached — and only after first boot succeeded, so a ready node always
+ *   carries the identity its metadata gave it.
+ * - networking: systemd-networkd enabled with DHCP on every wired NIC (a plan's own
+ *   /etc/systemd/network files sorting earlier take precedence), so a node is reachable (SSH health
+ *   checks, forwarded ports) without any per-node configuration.
  * - hostname, hosts, fstab, sshd policy (no passwords unless the plan allows them), root's
  *   authorized_keys, /etc/kubedos/image.json.
- * The machine-id stays empty (systemd generates it at first boot).
+ * The machine-id stays empty: systemd makes one at first boot (from the VM's SMBIOS UUID when the
+ * hypervisor sets one, as the QEMU driver does with the Foundry's machine-id), and the NoCloud
+ * reader writes the seed's.
  */
+import { NOCLOUD_AWK, NOCLOUD_AWK_PATH, NOCLOUD_READER, NOCLOUD_READER_PATH } from './nocloud-reader';
 import type { BuildPlan } from './plan';
 
 export type PayloadEntry =
@@ -40,7 +48,7 @@ say() { echo "kubedos: $*"; }
 for hook in /usr/lib/kubedos/metadata.d/*; do
   if [ -x "$hook" ]; then say "metadata $hook"; "$hook"; fi
 done
-ssh-keygen -A >/dev/null
+/usr/lib/kubedos/hostkeys
 for pub in /etc/ssh/ssh_host_*_key.pub; do
   if [ -f "$pub" ]; then say "hostkey $(ssh-keygen -l -f "$pub")"; fi
 done
@@ -81,7 +89,8 @@ echo "$line"
 
 const READY_UNIT = `[Unit]
 Description=KubeDos readiness report on the console
-After=multi-user.target
+After=multi-user.target kubedos-firstboot.service
+Requires=kubedos-firstboot.service
 
 [Service]
 Type=oneshot
@@ -92,11 +101,28 @@ StandardOutput=journal
 WantedBy=multi-user.target
 `;
 
-const SSH_HOSTKEYS_DROPIN = `# Host keys are not in the image: generate missing ones before sshd's config test.
+/** Generates host keys only when there are none: keys from metadata stay the only ones (no unpinned extras). */
+const HOSTKEYS_SCRIPT = `#!/bin/sh
+# SSH host keys are not in the image: make them at first boot unless metadata supplied some.
+for key in /etc/ssh/ssh_host_*_key; do
+  if [ -f "$key" ]; then exit 0; fi
+done
+exec ssh-keygen -A
+`;
+
+const SSH_HOSTKEYS_DROPIN = `# Host keys are not in the image: make them (unless metadata supplied some) before sshd's config test.
 [Service]
 ExecStartPre=
-ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/lib/kubedos/hostkeys
 ExecStartPre=/usr/sbin/sshd -t
+`;
+
+const DHCP_NETWORK = `# KubeDos default: DHCP on every wired NIC. A plan's own .network file sorting earlier wins.
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
 `;
 
 /** `WantedBy=`/`RequiredBy=` targets of a unit's [Install] section. */
@@ -140,6 +166,11 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
       `PermitRootLogin prohibit-password\nPasswordAuthentication ${img.passwordLogin ? 'yes' : 'no'}\nKbdInteractiveAuthentication no\n`,
     ),
     file('/etc/systemd/system/ssh.service.d/10-kubedos-hostkeys.conf', SSH_HOSTKEYS_DROPIN),
+    file('/etc/systemd/network/80-kubedos-dhcp.network', DHCP_NETWORK),
+    // `systemctl enable systemd-networkd`, as links.
+    { kind: 'symlink', path: `${SYSTEMD_DIR}/multi-user.target.wants/systemd-networkd.service`, target: '/lib/systemd/system/systemd-networkd.service' },
+    { kind: 'symlink', path: `${SYSTEMD_DIR}/sockets.target.wants/systemd-networkd.socket`, target: '/lib/systemd/system/systemd-networkd.socket' },
+    { kind: 'symlink', path: `${SYSTEMD_DIR}/dbus-org.freedesktop.network1.service`, target: '/lib/systemd/system/systemd-networkd.service' },
     file(
       '/etc/kubedos/image.json',
       `${JSON.stringify({ name: img.name, role: img.role, inputDigest: ids.inputDigest, sourceDateEpoch: plan.sourceDateEpoch }, null, 2)}\n`,
@@ -147,6 +178,9 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     { kind: 'dir', path: '/usr/lib/kubedos/metadata.d', mode: 0o755, owner: 'root:root' },
     { kind: 'dir', path: '/usr/lib/kubedos/firstboot.d', mode: 0o755, owner: 'root:root' },
     file('/usr/lib/kubedos/firstboot', FIRSTBOOT_SCRIPT, 0o755),
+    file('/usr/lib/kubedos/hostkeys', HOSTKEYS_SCRIPT, 0o755),
+    file(NOCLOUD_AWK_PATH, NOCLOUD_AWK),
+    file(NOCLOUD_READER_PATH, NOCLOUD_READER, 0o755),
     file('/usr/lib/kubedos/ready', READY_SCRIPT, 0o755),
     ...unitEntries('kubedos-firstboot.service', FIRSTBOOT_UNIT, true),
     ...unitEntries('kubedos-ready.service', READY_UNIT, true),

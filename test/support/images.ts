@@ -9,6 +9,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildImage, canonicalJson, LAYER_KIND, manifestFileName, parseLock, sha256Hex, type BuildManifest, type BuildPlan, type BuildResult, type Lock } from '../../src/build';
+import { renderPayload } from '../../src/build/payload';
 
 export function testImagesRoot(): string {
   return process.env.KUBEDOS_TEST_IMAGES || path.join(os.tmpdir(), 'kubedos-test-images');
@@ -57,9 +58,15 @@ export interface BuiltImage {
   result?: BuildResult;
 }
 
-/** Directory key of a plan's image; includes the layer kind so an engine change is never reused. */
+/**
+ * Directory key of a plan's image; includes the layer kind and the rendered payload (first-boot
+ * units, readers), so neither an engine change nor a payload change is ever reused stale.
+ */
 export function planKey(plan: BuildPlan): string {
-  return sha256Hex(canonicalJson({ plan, layerKind: LAYER_KIND })).slice(0, 16);
+  const payload = renderPayload(plan, { inputDigest: '0'.repeat(64), rootFsUuid: '00000000-0000-0000-0000-000000000000' }).map((e) =>
+    e.kind === 'file' ? { ...e, content: sha256Hex(e.content) } : e,
+  );
+  return sha256Hex(canonicalJson({ plan, layerKind: LAYER_KIND, payload: sha256Hex(canonicalJson(payload)) })).slice(0, 16);
 }
 
 /** Shared caches of the test image root. */

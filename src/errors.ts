@@ -244,3 +244,30 @@ export class UploadDigestMismatchError extends KubedosError {
     super(`${where} hashes to sha256:${actual}, expected sha256:${expected}`, hint);
   }
 }
+
+/** A target has no node by that id (never created, or already destroyed). */
+export class TargetNodeNotFoundError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly nodeId: string,
+    /** What was attempted: `start`, `check`, … */
+    readonly action: string,
+  ) {
+    super(`cannot ${action} node ${nodeId}: target ${target} has no such node`, 'create it first (the fleet does), or look at `kubedos status --nodes`');
+  }
+}
+
+/** A node's VM is not running while it was expected to boot (crashed, powered off, killed). */
+export class NodeNotRunningError extends KubedosError {
+  constructor(
+    readonly nodeId: string,
+    readonly target: string,
+    /** The last lines of its console. */
+    readonly consoleTail: string,
+  ) {
+    super(
+      `node ${nodeId} on ${target} stopped running before it reported ready${consoleTail ? `; its console ended with:\n${consoleTail}` : ' (its console is empty)'}`,
+      'the console shows how far it booted; a guest that powers off or panics in first boot is an image problem',
+    );
+  }
+}

@@ -19,6 +19,8 @@ export const NON_RETRYABLE_DEPLOY_ERRORS = [
   'ArtifactNotPublishedError',
   'ToolMissingError',
   'HostKeyMismatchError',
+  'HostKeyNotPinnedError',
+  'NodeNotRunningError',
 ];
 
 export interface FleetNodeInput {
@@ -54,7 +56,8 @@ export function deployActivities(template: FleetTemplate) {
   const health = proxyActivities<DeployActivities>({
     taskQueue: template.deployQueue,
     startToCloseTimeout: healthTimeout,
-    heartbeatTimeout: Math.max(10_000, template.healthCheck.interval * 3),
+    // Probes are bounded (≤ 10 s each) and heartbeat between them.
+    heartbeatTimeout: Math.max(30_000, template.healthCheck.interval * 3),
     retry,
   });
   const prepare = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, startToCloseTimeout: '2h', heartbeatTimeout: '2m', retry });

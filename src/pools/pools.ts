@@ -46,7 +46,8 @@ export const POOLS: Readonly<Record<PoolName, PoolDefinition>> = {
     name: 'kvm',
     taskQueue: 'kubedos-kvm',
     description: 'QEMU/KVM hosts, local or over SSH (TCG when /dev/kvm is unusable)',
-    tools: ['qemu-system-x86_64', 'qemu-img', 'ssh-keygen'],
+    // mkfs.vfat + mcopy build each node's NoCloud seed on the worker.
+    tools: ['qemu-system-x86_64', 'qemu-img', 'ssh-keygen', 'mkfs.vfat', 'mcopy'],
     files: ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_VARS_4M.fd'],
     runsWorkflows: false,
   },

@@ -8,11 +8,13 @@ import { ConfigError } from '../errors';
 import type { TargetSpec, TargetType } from '../spec/types';
 import type { DriverEnvironment, DriverFactory, TargetDriver } from './driver';
 import { HollowDriver } from './hollow';
+import { QemuDriver } from './qemu';
 
 export type { TargetDriver } from './driver';
 
 const DRIVERS: Partial<Record<TargetType, DriverFactory<never>>> = {
   hollow: (name, spec: Extract<TargetSpec, { type: 'hollow' }>, env) => new HollowDriver(name, spec, env),
+  qemu: (name, spec: Extract<TargetSpec, { type: 'qemu' }>, env) => new QemuDriver(name, spec, env),
 };
 
 export function supportedTargetTypes(): TargetType[] {

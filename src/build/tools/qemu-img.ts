@@ -6,7 +6,7 @@ export interface ConvertArgs {
   source: string;
   sourceFormat: 'raw' | 'qcow2' | 'vmdk';
   dest: string;
-  destFormat: 'raw' | 'qcow2' | 'vmdk';
+  destFormat: 'raw' | 'qcow2' | 'vmdk' | 'vpc';
   /** `-o` creation options, e.g. `{ subformat: 'streamOptimized' }`. */
   options?: Record<string, string>;
   /**
@@ -45,4 +45,16 @@ export function qemuImgInfoArgv(image: string, format: string): string[] {
 
 export function qemuImgInfo(image: string, format: string, options: ToolOptions = {}): Promise<RunResult> {
   return runTool(qemuImgInfoArgv(image, format), options);
+}
+
+/**
+ * A qcow2 overlay on a backing image (a linked clone): made in milliseconds whatever the base's
+ * size; the base is only read. The backing path is stored in the overlay as given (use absolute).
+ */
+export function qemuImgCreateOverlayArgv(overlay: string, backing: string, backingFormat: 'qcow2' | 'raw' = 'qcow2'): string[] {
+  return ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, overlay];
+}
+
+export function qemuImgCreateOverlay(overlay: string, backing: string, backingFormat: 'qcow2' | 'raw' = 'qcow2', options: ToolOptions = {}): Promise<RunResult> {
+  return runTool(qemuImgCreateOverlayArgv(overlay, backing, backingFormat), options);
 }

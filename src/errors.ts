@@ -271,3 +271,44 @@ export class NodeNotRunningError extends KubedosError {
     );
   }
 }
+
+/** Every VM id of a target's range is taken (by KubeDos nodes, other VMs, or other cluster nodes). */
+export class VmidRangeExhaustedError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly low: number,
+    readonly high: number,
+    /** Ids that were free when listed but taken by the time `qm create` ran. */
+    readonly collisions: number,
+  ) {
+    super(
+      `target ${target}: no free VM id in vmidRange [${low}, ${high}]${collisions ? ` (${collisions} taken while creating)` : ''}`,
+      'widen vmidRange in the target spec, or remove orphaned nodes (`kubedos status --nodes`)',
+    );
+  }
+}
+
+/** A VM is not KubeDos's (outside vmidRange, no kubedos tag, or no KubeDos record): it is never touched. */
+export class NotOwnedVmError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly vmid: number,
+    readonly nodeId: string,
+  ) {
+    super(`target ${target}: refusing to touch VM ${vmid}: it is not KubeDos node ${nodeId}`, 'KubeDos only stops and destroys the VMs it created inside vmidRange; remove others by hand');
+  }
+}
+
+/** A node's address comes from the QEMU guest agent, which is not (yet) answering in the guest. */
+export class GuestAgentUnavailableError extends KubedosError {
+  constructor(
+    readonly nodeId: string,
+    readonly target: string,
+    readonly detail: string,
+  ) {
+    super(
+      `node ${nodeId} on ${target} has no known address: ${detail}`,
+      'the address of a bridged VM is learnt from the QEMU guest agent: install qemu-guest-agent in the image, or use a readiness health check',
+    );
+  }
+}

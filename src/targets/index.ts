@@ -8,6 +8,7 @@ import { ConfigError } from '../errors';
 import type { TargetSpec, TargetType } from '../spec/types';
 import type { DriverEnvironment, DriverFactory, TargetDriver } from './driver';
 import { HollowDriver } from './hollow';
+import { ProxmoxDriver } from './proxmox';
 import { QemuDriver } from './qemu';
 
 export type { TargetDriver } from './driver';
@@ -15,6 +16,7 @@ export type { TargetDriver } from './driver';
 const DRIVERS: Partial<Record<TargetType, DriverFactory<never>>> = {
   hollow: (name, spec: Extract<TargetSpec, { type: 'hollow' }>, env) => new HollowDriver(name, spec, env),
   qemu: (name, spec: Extract<TargetSpec, { type: 'qemu' }>, env) => new QemuDriver(name, spec, env),
+  proxmox: (name, spec: Extract<TargetSpec, { type: 'proxmox' }>, env) => new ProxmoxDriver(name, spec, env),
 };
 
 export function supportedTargetTypes(): TargetType[] {

@@ -9,7 +9,7 @@ const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
 test('the README opens with exactly two commands, and .ci/run runs the test one', () => {
   const firstBlock = /```bash\n([\s\S]*?)```/.exec(readme)![1]!;
   const commands = firstBlock.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter(Boolean);
-  expect(commands).toEqual(['./bin/kubedos doctor', 'npm test']);
+  expect(commands).toEqual(['./bin/kubedos up examples/quickstart', 'npm test']);
   const ci = readFileSync(path.join(ROOT, '.ci', 'run'), 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#') && !l.startsWith('set ') && !l.startsWith('cd '));
   expect(ci).toEqual(['npm test']);
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));

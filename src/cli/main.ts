@@ -7,6 +7,8 @@ import { ENV_VARS } from '../config/env';
 import { registerBuild } from './commands/build';
 import { registerDoctor } from './commands/doctor';
 import { registerFleet } from './commands/fleet';
+import { registerRuns } from './commands/runs';
+import { registerSchedule } from './commands/schedule';
 import { registerStack } from './commands/stack';
 import { registerStore } from './commands/store';
 import { registerValidate } from './commands/validate';
@@ -25,6 +27,8 @@ export function buildProgram(): Command {
   registerDoctor(program);
   registerStack(program);
   registerFleet(program);
+  registerSchedule(program);
+  registerRuns(program);
   registerStore(program);
   program.addHelpText(
     'after',

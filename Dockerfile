@@ -77,7 +77,7 @@ CMD ["node", "dist/workers/build.js"]
 FROM runtime AS worker-kvm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      qemu-system-x86 qemu-utils ovmf ipxe-qemu openssh-client \
+      qemu-system-x86 qemu-utils ovmf ipxe-qemu openssh-client dosfstools mtools \
  && rm -rf /var/lib/apt/lists/*
 CMD ["node", "dist/workers/kvm.js"]
 

@@ -91,3 +91,19 @@ export function generateIdentity(hostname: string): NodeIdentity {
     hostKeyPrivate: key.privateKey,
   };
 }
+
+/** The machine-id as an SMBIOS UUID (8-4-4-4-12): systemd initialises /etc/machine-id from it. */
+export function machineIdUuid(machineId: string): string {
+  const m = /^([0-9a-f]{8})([0-9a-f]{4})([0-9a-f]{4})([0-9a-f]{4})([0-9a-f]{12})$/.exec(machineId);
+  if (!m) throw new TypeError(`invalid machine-id ${JSON.stringify(machineId)}`);
+  return m.slice(1).join('-');
+}
+
+/**
+ * True when a console log holds the image's readiness line for `hostname` (kubedos-ready prints
+ * `kubedos: ready <hostname>`; kernel-style `[ time ]` prefixes are allowed, other hosts' not).
+ */
+export function consoleReady(log: string, hostname: string): boolean {
+  const want = `kubedos: ready ${hostname}`;
+  return log.split(/\r\n|\r|\n/).some((line) => line.replace(/^\[[^\]]*\]\s*/, '').trim() === want);
+}

@@ -47,7 +47,7 @@ import { logger } from '../log';
 import type { TargetOf } from '../spec/types';
 import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from './driver';
 import { commandStderr, SshHost, type TargetHost } from './host';
-import { publicPart, type PublicIdentity } from './identity';
+import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from './identity';
 import { renderNocloud } from './nocloud';
 
 const MiB = 1024 * 1024;
@@ -249,19 +249,6 @@ export function proxmoxTag(value: string): string {
 
 export function vmTags(labels: NodeLabels): string {
   return [KUBEDOS_TAG, `platform-${proxmoxTag(labels.platform)}`, `fleet-${proxmoxTag(labels.fleet)}`, `gen-${labels.generation}`].join(';');
-}
-
-/** The machine-id as an SMBIOS UUID (8-4-4-4-12). */
-export function smbiosUuid(machineId: string): string {
-  const m = /^([0-9a-f]{8})([0-9a-f]{4})([0-9a-f]{4})([0-9a-f]{4})([0-9a-f]{12})$/.exec(machineId);
-  if (!m) throw new TypeError(`invalid machine-id ${JSON.stringify(machineId)}`);
-  return m.slice(1).join('-');
-}
-
-/** True when a console log holds the readiness line for `hostname` (kernel-style prefixes allowed). */
-export function consoleShowsReady(log: string, hostname: string): boolean {
-  const want = `kubedos: ready ${hostname}`;
-  return log.split(/\r\n|\r|\n/).some((line) => line.replace(/^\[[^\]]*\]\s*/, '').trim() === want);
 }
 
 /** The guest's first global IPv4 from `qm guest cmd <vmid> network-get-interfaces`. */
@@ -575,7 +562,7 @@ export class ProxmoxDriver implements TargetDriver {
       image: request.image.location,
       tags: vmTags(labels),
       description: encodeDescription(record),
-      uuid: smbiosUuid(identity.machineId),
+      uuid: machineIdUuid(identity.machineId),
       cloudInit: { user: `${facts.snippetStorage}:snippets/${names.user}`, meta: `${facts.snippetStorage}:snippets/${names.meta}` },
     };
     const vmid = await this.createInRange(base, listed, ctx);
@@ -617,7 +604,7 @@ export class ProxmoxDriver implements TargetDriver {
     await this.host.mkdir(path.posix.join(this.stateDir, 'console'), 0o700);
     if (status !== 'stopped') {
       // A retried start: the VM runs (or is paused, prelaunch…); keep (or restore) a reader until readiness went by.
-      if (!consoleShowsReady(await this.readConsole(nodeId), hostname)) await this.ensureReader(nodeId, vmid, hostname, ctx);
+      if (!consoleReady(await this.readConsole(nodeId), hostname)) await this.ensureReader(nodeId, vmid, hostname, ctx);
       return;
     }
     // A console from an earlier run must not report readiness for this one.
@@ -643,7 +630,7 @@ export class ProxmoxDriver implements TargetDriver {
    */
   private async ensureReader(nodeId: string, vmid: number, hostname: string, ctx: DriverContext): Promise<boolean> {
     if (await this.readerRunning(nodeId)) return false;
-    if (consoleShowsReady(await this.readConsole(nodeId), hostname)) return true;
+    if (consoleReady(await this.readConsole(nodeId), hostname)) return true;
     await this.startReader(nodeId, vmid, hostname, ctx);
     return false;
   }
@@ -689,7 +676,7 @@ export class ProxmoxDriver implements TargetDriver {
   async readiness(nodeId: string, ctx: DriverContext): Promise<boolean> {
     const { vmid, hostname } = await this.lookup(nodeId, ctx, 'check');
     const log = await this.readConsole(nodeId);
-    if (consoleShowsReady(log, hostname)) return true;
+    if (consoleReady(log, hostname)) return true;
     const status = await this.qmStatus(vmid, ctx);
     if (status === undefined || status === 'stopped') {
       this.known.delete(nodeId);

@@ -39,7 +39,7 @@ import type { TargetOf } from '../spec/types';
 import { sha256OfFile } from '../store/transfer';
 import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from './driver';
 import { commandStderr, LocalHost, SshHost, type TargetHost } from './host';
-import { publicPart, type PublicIdentity } from './identity';
+import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from './identity';
 import { writeNocloudSeed } from './nocloud';
 import { QmpClient } from './qmp';
 
@@ -80,23 +80,10 @@ function checkNodeId(nodeId: string): void {
   if (!/^[a-z0-9][a-z0-9.-]{0,120}$/.test(nodeId) || nodeId.includes('..')) throw new TypeError(`invalid node id ${JSON.stringify(nodeId)}`);
 }
 
-/** The machine-id as an SMBIOS UUID (8-4-4-4-12): systemd initialises /etc/machine-id from it. */
-export function machineIdUuid(machineId: string): string {
-  const m = /^([0-9a-f]{8})([0-9a-f]{4})([0-9a-f]{4})([0-9a-f]{4})([0-9a-f]{12})$/.exec(machineId);
-  if (!m) throw new TypeError(`invalid machine-id ${JSON.stringify(machineId)}`);
-  return m.slice(1).join('-');
-}
-
 /** A stable, locally administered MAC for a node (bridge networking). */
 export function nodeMac(nodeId: string): string {
   const h = createHash('sha256').update(`mac:${nodeId}`).digest();
   return ['52', '54', '00', ...[...h.subarray(0, 3)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
-}
-
-/** True when a console log holds the readiness line for `hostname` (kernel-style prefixes allowed). */
-export function consoleReady(log: string, hostname: string): boolean {
-  const want = `kubedos: ready ${hostname}`;
-  return log.split(/\r\n|\r|\n/).some((line) => line.replace(/^\[[^\]]*\]\s*/, '').trim() === want);
 }
 
 /**

@@ -14,7 +14,7 @@ import { LocalStore } from '../../src/store/local';
 import type { S3Store } from '../../src/store/s3';
 import { FoundrySigner } from '../../src/store/signing';
 import { verifyArtifact } from '../../src/store/verify';
-import { startS3Server, type S3TestServer } from '../support/s3-server';
+import { countRequests, startS3Server, type S3TestServer } from '../support/s3-server';
 
 const MiB = 1024 * 1024;
 jest.setTimeout(180_000);
@@ -33,19 +33,6 @@ afterAll(async () => {
   await server?.stop();
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
 });
-
-function countRequests(store: S3Store): Map<string, number> {
-  const counts = new Map<string, number>();
-  store.client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const name = (context as { commandName?: string }).commandName ?? '?';
-      counts.set(name, (counts.get(name) ?? 0) + 1);
-      return next(args);
-    },
-    { step: 'initialize', name: 'kubedosTestCounter' },
-  );
-  return counts;
-}
 
 /** Deterministic pseudo-random bytes (incompressible, no zero blocks). */
 function randomBytes(size: number, seed: string): Buffer {

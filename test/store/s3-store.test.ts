@@ -12,7 +12,7 @@ import { CancelledError, DigestMismatchError } from '../../src/errors';
 import { blobKey, choosePartSize, compositeChecksum, S3Store, s3ConfigFromEnv } from '../../src/store/s3';
 import type { UploadCheckpoint } from '../../src/store/store';
 import { sha256OfFile } from '../../src/store/transfer';
-import { startS3Server, type S3TestServer } from '../support/s3-server';
+import { countRequests, startS3Server, type S3TestServer } from '../support/s3-server';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -28,20 +28,6 @@ function newStore(partSize = 5 * MiB): S3Store {
   const s = server.store({ partSize });
   stores.push(s);
   return s;
-}
-
-/** Count the requests a store sends, by command name. */
-function countRequests(store: S3Store): Map<string, number> {
-  const counts = new Map<string, number>();
-  store.client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const name = (context as { commandName?: string }).commandName ?? '?';
-      counts.set(name, (counts.get(name) ?? 0) + 1);
-      return next(args);
-    },
-    { step: 'initialize', name: 'kubedosTestCounter' },
-  );
-  return counts;
 }
 
 /** A file of pseudo-random bytes (deterministic from the seed). */

@@ -89,3 +89,17 @@ export async function startS3Server(bucket = 'kubedos-test'): Promise<S3TestServ
     },
   };
 }
+
+/** Count the requests a store sends, by command name (for resume and dedup assertions). */
+export function countRequests(store: S3Store): Map<string, number> {
+  const counts = new Map<string, number>();
+  store.client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const name = (context as { commandName?: string }).commandName ?? '?';
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+      return next(args);
+    },
+    { step: 'initialize', name: 'kubedosTestCounter' },
+  );
+  return counts;
+}

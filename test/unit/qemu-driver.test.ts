@@ -5,7 +5,8 @@
 import { qemuImgCreateOverlayArgv } from '../../src/build/tools/qemu-img';
 import { qemuOptValue, qemuVmArgv, type QemuVmArgs } from '../../src/build/tools/qemu-system';
 import { createDriver, supportedTargetTypes } from '../../src/targets';
-import { consoleReady, machineIdUuid, nodeMac, QemuDriver } from '../../src/targets/qemu';
+import { consoleReady, machineIdUuid } from '../../src/targets/identity';
+import { nodeMac, QemuDriver } from '../../src/targets/qemu';
 import type { TargetSpec } from '../../src/spec/types';
 
 const base: QemuVmArgs = {

@@ -56,7 +56,7 @@ export interface ImagePlan {
   diskSizeBytes: number;
 }
 
-export const FORMAT_NAMES = ['raw', 'qcow2', 'vmdk', 'ova'] as const;
+export const FORMAT_NAMES = ['raw', 'qcow2', 'vmdk', 'ova', 'firecracker', 'ami', 'azure', 'gce'] as const;
 export type FormatName = (typeof FORMAT_NAMES)[number];
 
 /** Everything needed to manufacture one image, bit-identically. */
@@ -141,5 +141,6 @@ export function validatePlan(plan: BuildPlan): string[] {
   for (const u of plan.image.units) if (!/^[A-Za-z0-9@._-]+\.(service|timer|socket|target|path|mount)$/.test(u.name)) problems.push(`unit ${u.name}: not a unit file name`);
   for (const s of plan.image.firstBoot) if (!/^[A-Za-z0-9._-]+$/.test(s.name)) problems.push(`firstBoot ${s.name}: not a file name`);
   if (plan.formats.length === 0) problems.push('formats must name at least one output format');
+  if (plan.formats.includes('gce') && plan.image.diskSizeBytes % (1024 * 1024 * 1024) !== 0) problems.push('image.diskSizeBytes must be a whole number of GiB for gce (Compute Engine requires it of disk.raw)');
   return problems;
 }

@@ -43,14 +43,14 @@ export const TEST_PLAN: BuildPlan = {
     passwordLogin: false,
     diskSizeBytes: 2 * 1024 * 1024 * 1024,
   },
-  formats: ['raw', 'qcow2', 'vmdk', 'ova'],
+  formats: ['raw', 'qcow2', 'vmdk', 'ova', 'firecracker', 'ami', 'azure', 'gce'],
 };
 
 export interface BuiltImage {
   dir: string;
   manifest: BuildManifest;
   lock: Lock;
-  /** Artifact path by format. */
+  /** Artifact path by format: its first artifact (a bundle's entry point, e.g. the Firecracker config). */
   artifacts: Record<string, string>;
   cacheDir: string;
   debCacheDir: string;
@@ -100,7 +100,7 @@ async function readBuilt(dir: string, plan: BuildPlan): Promise<BuiltImage | und
     const manifest = JSON.parse(await fs.readFile(path.join(dir, manifestFileName(plan.image.name)), 'utf8')) as BuildManifest;
     const lock = parseLock(await fs.readFile(path.join(dir, 'kubedos.lock'), 'utf8'));
     const artifacts: Record<string, string> = {};
-    for (const a of manifest.artifacts) artifacts[a.format] = path.join(dir, a.file);
+    for (const a of manifest.artifacts) artifacts[a.format] ??= path.join(dir, a.file);
     return { dir, manifest, lock, artifacts, ...sharedCaches() };
   } catch {
     return undefined;

@@ -22,14 +22,14 @@ test('resolveFormats keeps the requested order, drops duplicates, rejects unknow
   expect(resolveFormats(['qcow2', 'raw', 'qcow2']).map((f) => f.name)).toEqual(['qcow2', 'raw']);
   let err: unknown;
   try {
-    resolveFormats(['raw', 'vhdx', 'iso']);
+    resolveFormats(['raw', 'vhdx', 'wim']);
   } catch (e) {
     err = e;
   }
   expect(err).toBeInstanceOf(BuildPlanError);
   expect((err as BuildPlanError).problems).toEqual([
     `unknown output format "vhdx" (known: ${FORMAT_NAMES.join(', ')})`,
-    `unknown output format "iso" (known: ${FORMAT_NAMES.join(', ')})`,
+    `unknown output format "wim" (known: ${FORMAT_NAMES.join(', ')})`,
   ]);
 });
 

@@ -4,7 +4,11 @@
  */
 import { BuildPlanError } from '../../errors';
 import type { FormatName } from '../plan';
+import { ami } from './ami';
+import { azure } from './azure';
+import { firecracker } from './firecracker';
 import type { OutputFormat } from './format';
+import { gce } from './gce';
 import { ova } from './ova';
 import { qcow2 } from './qcow2';
 import { raw } from './raw';
@@ -12,7 +16,7 @@ import { vmdk } from './vmdk';
 
 export type { OutputFormat } from './format';
 
-export const OUTPUT_FORMATS: Readonly<Record<FormatName, OutputFormat>> = { raw, qcow2, vmdk, ova };
+export const OUTPUT_FORMATS: Readonly<Record<FormatName, OutputFormat>> = { raw, qcow2, vmdk, ova, firecracker, ami, azure, gce };
 
 /** Look up requested formats, rejecting unknown names before any work starts. */
 export function resolveFormats(names: readonly string[]): OutputFormat[] {
@@ -25,5 +29,6 @@ export function resolveFormats(names: readonly string[]): OutputFormat[] {
 
 /** `name  description` lines for help text. */
 export function describeFormats(): string {
-  return Object.values(OUTPUT_FORMATS).map((f) => `${f.name.padEnd(6)} ${f.description}`).join('\n');
+  const width = Math.max(...Object.keys(OUTPUT_FORMATS).map((n) => n.length));
+  return Object.values(OUTPUT_FORMATS).map((f) => `${f.name.padEnd(width)} ${f.description}`).join('\n');
 }

@@ -26,6 +26,7 @@ import { POOLS } from '../../pools/pools';
 import { acceptedFormats, formatSpecError, loadSpec } from '../../spec';
 import type { Spec } from '../../spec/types';
 import { closeStore, configuredStore } from '../../store/default';
+import { listPins, pin, unpin } from '../../store/pins';
 import { connectClient } from '../../temporal/client';
 import { workflowUiLink, type ConnectionSettings } from '../../temporal/connection';
 import { action, type GlobalOptions } from '../command';
@@ -68,6 +69,8 @@ async function resolveImages(client: Client, settings: ConnectionSettings, specF
       for (const r of results) {
         if (!r.publicationDigest) throw new Error(`the build of ${r.image} returned no publication digest`);
         images.set(r.image, { name: r.image, digest: r.publicationDigest });
+        // What a fleet runs must survive gc (and stay there to roll back to): pin it for the fleet.
+        for (const f of fleets.filter((f) => spec.fleets[f]!.image === r.image)) await pin(store, r.publicationDigest, fleetPinReason(spec, f));
       }
     }
   } finally {
@@ -177,6 +180,20 @@ async function deploy(specFile: string, opts: DeployOptions, mode: 'deploy' | 'u
   }
 }
 
+/** The pin reason of a fleet's publications: `fleet/<platform>/<fleet>`. */
+const fleetPinReason = (spec: Spec, fleet: string) => `fleet/${spec.metadata.name}/${fleet}`;
+
+/** A fleet that is down runs nothing: its publications may be collected again. */
+async function unpinFleets(spec: Spec, fleets: string[]): Promise<void> {
+  const store = configuredStore();
+  try {
+    const reasons = new Set(fleets.map((f) => fleetPinReason(spec, f)));
+    for (const p of await listPins(store)) if (reasons.has(p.reason)) await unpin(store, p.sha256, p.reason);
+  } finally {
+    closeStore(store);
+  }
+}
+
 async function down(specFile: string, opts: DeployOptions): Promise<ExitCode> {
   const spec = await loadSpec(specFile);
   const fleets = selectFleets(spec, opts.fleet);
@@ -194,6 +211,7 @@ async function down(specFile: string, opts: DeployOptions): Promise<ExitCode> {
       const result = (await handle.result()) as FleetResult;
       out.push({ fleet: name, destroyed: result.destroyed, running: true });
     }
+    await unpinFleets(spec, fleets);
     if (opts.json) printJson({ fleets: out });
     else for (const f of out) process.stdout.write(`${spec.metadata.name}/${f.fleet}: ${f.running ? `destroyed ${f.destroyed} node(s)` : 'not running'}\n`);
     return EXIT.ok;

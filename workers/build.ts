@@ -7,23 +7,13 @@
  */
 import { createBuildActivities } from '../activities/build';
 import { createPublishActivities, hostPublishQueue } from '../activities/publish';
-import { logger } from '../src/log';
 import { POOLS } from '../src/pools/pools';
-import { configuredStore, defaultBuildDirs, defaultStore } from '../src/store/default';
+import { defaultBuildDirs, defaultStore } from '../src/store/default';
 import { LocalStore } from '../src/store/local';
 import { FoundrySigner } from '../src/store/signing';
-import type { ArtifactStore } from '../src/store/store';
-import { WORKER_REFUSED_EXIT } from '../src/temporal/stack';
-import { main } from './run-pool';
+import { configuredStoreOrRefuse, main } from './run-pool';
 
-let store: ArtifactStore;
-try {
-  store = configuredStore();
-} catch (err) {
-  // A malformed KUBEDOS_S3_* setting: refuse the queue like a missing tool, saying which and why.
-  logger.error({ hint: (err as { hint?: string }).hint }, `refusing to poll ${POOLS.build.taskQueue}: ${(err as Error).message}`);
-  process.exit(WORKER_REFUSED_EXIT);
-}
+const store = configuredStoreOrRefuse('build');
 const staging = store instanceof LocalStore ? undefined : defaultStore();
 const publishQueue = staging ? hostPublishQueue(POOLS.build.taskQueue) : undefined;
 const publish = createPublishActivities({ store, staging, signer: new FoundrySigner() });

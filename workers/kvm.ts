@@ -9,20 +9,9 @@ import path from 'node:path';
 import { artifactsFromStore, createDeployActivities } from '../activities/deploy';
 import { stateDir } from '../src/config/paths';
 import { createSshProbe } from '../src/health/ssh-probe';
-import { logger } from '../src/log';
-import { POOLS } from '../src/pools/pools';
-import { configuredStore } from '../src/store/default';
-import type { ArtifactStore } from '../src/store/store';
-import { WORKER_REFUSED_EXIT } from '../src/temporal/stack';
-import { main } from './run-pool';
+import { configuredStoreOrRefuse, main } from './run-pool';
 
-let store: ArtifactStore;
-try {
-  store = configuredStore();
-} catch (err) {
-  logger.error({ hint: (err as { hint?: string }).hint }, `refusing to poll ${POOLS.kvm.taskQueue}: ${(err as Error).message}`);
-  process.exit(WORKER_REFUSED_EXIT);
-}
+const store = configuredStoreOrRefuse('kvm');
 
 main(
   'kvm',

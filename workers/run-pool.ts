@@ -9,6 +9,8 @@ import { createProbeActivities } from '../activities/probe';
 import { probePool } from '../src/exec/probe';
 import { logger } from '../src/log';
 import { POOLS, type PoolName } from '../src/pools/pools';
+import { configuredStore } from '../src/store/default';
+import type { ArtifactStore } from '../src/store/store';
 import { codecDataConverter } from '../src/temporal/codec';
 import { externalSettings, sdkTlsOption } from '../src/temporal/connection';
 import { WORKER_REFUSED_EXIT } from '../src/temporal/stack';
@@ -97,4 +99,14 @@ export function main(pool: PoolName, activities: ActivityMap = {}, extraQueues: 
       process.exit(1);
     },
   );
+}
+
+/** The configured artifact store, or refuse the pool's queue (exit 78) on a malformed KUBEDOS_S3_* setting, saying which and why. */
+export function configuredStoreOrRefuse(pool: PoolName): ArtifactStore {
+  try {
+    return configuredStore();
+  } catch (err) {
+    logger.error({ hint: (err as { hint?: string }).hint }, `refusing to poll ${POOLS[pool].taskQueue}: ${(err as Error).message}`);
+    process.exit(WORKER_REFUSED_EXIT);
+  }
 }

@@ -28,6 +28,23 @@ export function hollowSpec(spec: Partial<TargetOf<'hollow'>> = {}): TargetOf<'ho
   return { type: 'hollow', bootDelay: 0, unhealthyImages: [], ...spec } as TargetOf<'hollow'>;
 }
 
+/** A hollow fleet of 3 'worker' nodes on target 'sim', one node at a time, quick readiness checks. */
+export function hollowFleetInput(platform: string, deployQueue: string, overrides: Partial<FleetInput> = {}): FleetInput {
+  return {
+    platform,
+    fleet: 'workers',
+    target: { name: 'sim', spec: hollowSpec() },
+    deployQueue,
+    hostnamePrefix: 'worker',
+    authorizedKeys: [],
+    healthCheck: { type: 'readiness', timeout: 20_000, interval: 100, retries: 0 },
+    rollout: { maxSurge: 1, maxUnavailable: 0, failureThreshold: 1, batchSize: 50 },
+    image: { name: 'worker', digest: DIGEST_A },
+    replicas: 3,
+    ...overrides,
+  };
+}
+
 export async function hollowHarness(env: TestEnv, id: string): Promise<HollowHarness> {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'kubedos-hollow-'));
   const queue = `t-${id}-control`;
@@ -39,19 +56,7 @@ export async function hollowHarness(env: TestEnv, id: string): Promise<HollowHar
     stateDir,
     driver: (spec = {}) => driverFor(harness.target(spec)) as HollowDriver,
     target: (spec = {}) => ({ name: 'sim', spec: hollowSpec(spec) }),
-    input: (platform, overrides = {}) => ({
-      platform,
-      fleet: 'workers',
-      target: harness.target(),
-      deployQueue: queue,
-      hostnamePrefix: 'worker',
-      authorizedKeys: [],
-      healthCheck: { type: 'readiness', timeout: 20_000, interval: 100, retries: 0 },
-      rollout: { maxSurge: 1, maxUnavailable: 0, failureThreshold: 1, batchSize: 50 },
-      image: { name: 'worker', digest: DIGEST_A },
-      replicas: 3,
-      ...overrides,
-    }),
+    input: (platform, overrides = {}) => hollowFleetInput(platform, queue, { target: harness.target(), ...overrides }),
   };
   return harness;
 }

@@ -1,5 +1,6 @@
 /**
- * qemu-img prints the vmdk CID without zero padding, so its length varies with the random value.
+ * qemu-img prints the vmdk CID without zero padding, so its length varies with the random value,
+ * and it rewrites the descriptor in place, so a shorter CID leaves stale bytes behind the NUL.
  * fixVmdkCid must give the same bytes whatever CID qemu-img chose, short ones included.
  */
 import { spawnSync } from 'node:child_process';
@@ -15,7 +16,7 @@ const data = Buffer.alloc(4 * 2 ** 20);
 data.write('kubedos', 2 ** 20);
 writeFileSync(raw, data);
 
-/** A fresh streamOptimized vmdk whose CID is then forced to `cid` (as qemu-img would print it). */
+/** A fresh streamOptimized vmdk whose CID is then rewritten to `cid` the way qemu-img does it. */
 function vmdkWithCid(name: string, cid: string): string {
   // Same file name everywhere: the descriptor's extent line names the file.
   const out = path.join(mkdtempSync(path.join(dir, `${name}-`)), 'disk.vmdk');
@@ -25,9 +26,8 @@ function vmdkWithCid(name: string, cid: string): string {
   const start = bytes.indexOf('# Disk DescriptorFile');
   const end = bytes.indexOf(0, start);
   const text = bytes.subarray(start, end).toString('latin1').replace(/\nCID=[0-9a-f]+\n/, `\nCID=${cid}\n`);
-  const region = Buffer.alloc(Math.max(end - start, text.length));
-  region.write(text, 'latin1');
-  region.copy(bytes, start);
+  // Like qemu-img's in-place update: the new text and its NUL, old bytes left after them.
+  Buffer.from(`${text}\0`, 'latin1').copy(bytes, start);
   writeFileSync(out, bytes);
   return out;
 }

@@ -11,29 +11,36 @@ const SHARED_KEY = 'vmdk-stream-optimized';
 
 /**
  * qemu-img writes a random CID into the vmdk descriptor, printed without zero padding (1 to 8 hex
- * digits). Rewrite the descriptor text with `CID=` + 8 hex digits of the sha256 of the file whose
- * CID is `00000000`: a content-derived, stable value of fixed length. The descriptor lives in a
- * NUL-padded region far larger than its text, so the text may grow by the few missing digits.
+ * digits), and rewrites the descriptor in place when it updates the CID, so a shorter text leaves
+ * stale bytes of the longer one behind its NUL. Rewrite the whole descriptor region (its offset and
+ * size come from the sparse extent header) as the text with `CID=` + 8 hex digits of the sha256 of
+ * the file whose CID is `00000000`, then NUL padding: a content-derived value of fixed length, and
+ * no leftover bytes.
  */
 export async function fixVmdkCid(file: string): Promise<string> {
+  const name = path.basename(file);
   const fh = await fs.open(file, 'r+');
   try {
-    const head = Buffer.alloc(64 * 1024);
-    const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    const start = head.subarray(0, bytesRead).indexOf('# Disk DescriptorFile', 0, 'latin1');
-    const end = start < 0 ? -1 : head.indexOf(0, start);
-    if (start < 0 || end < 0) throw new BuildFailedError(`${path.basename(file)}: no vmdk descriptor found`);
-    const text = head.subarray(start, end).toString('latin1');
+    const header = Buffer.alloc(512);
+    await fh.read(header, 0, header.length, 0);
+    if (header.toString('latin1', 0, 4) !== 'KDMV') throw new BuildFailedError(`${name}: not a sparse vmdk extent (no KDMV magic)`);
+    const descStart = Number(header.readBigUInt64LE(28)) * 512;
+    const descSize = Number(header.readBigUInt64LE(36)) * 512;
+    if (descStart === 0 || descSize === 0 || descSize > 1 << 20) throw new BuildFailedError(`${name}: the vmdk header names no usable embedded descriptor`);
+    const region = Buffer.alloc(descSize);
+    await fh.read(region, 0, descSize, descStart);
+    const nul = region.indexOf(0);
+    const text = region.subarray(0, nul < 0 ? descSize : nul).toString('latin1');
+    if (!text.startsWith('# Disk DescriptorFile')) throw new BuildFailedError(`${name}: no vmdk descriptor found`);
     const m = /\nCID=([0-9a-f]{1,8})\n/.exec(text);
-    if (!m) throw new BuildFailedError(`${path.basename(file)}: no CID in the vmdk descriptor`);
+    if (!m) throw new BuildFailedError(`${name}: no CID in the vmdk descriptor`);
     const zeroed = `${text.slice(0, m.index)}\nCID=00000000\n${text.slice(m.index + m[0].length)}`;
-    const room = head.subarray(end, start + zeroed.length);
-    if (room.some((b) => b !== 0)) throw new BuildFailedError(`${path.basename(file)}: no room in the vmdk descriptor to normalise the CID`);
-    const region = Buffer.alloc(Math.max(text.length, zeroed.length));
-    region.write(zeroed, 'latin1');
-    await fh.write(region, 0, region.length, start);
+    if (zeroed.length >= descSize) throw new BuildFailedError(`${name}: no room in the vmdk descriptor to normalise the CID`);
+    const clean = Buffer.alloc(descSize);
+    clean.write(zeroed, 'latin1');
+    await fh.write(clean, 0, descSize, descStart);
     const cid = sha256Hex(await fs.readFile(file)).slice(0, 8);
-    await fh.write(Buffer.from(cid, 'latin1'), 0, 8, start + m.index + '\nCID='.length);
+    await fh.write(Buffer.from(cid, 'latin1'), 0, 8, descStart + m.index + '\nCID='.length);
     return cid;
   } finally {
     await fh.close();

@@ -22,8 +22,8 @@ function selectFormats(imageName: string, outputs: readonly string[], requested?
   const missing = wanted.filter((f) => !isEngineFormat(f));
   if (missing.length) {
     throw new ConfigError(
-      `images.${imageName}: format${missing.length > 1 ? 's' : ''} ${missing.join(', ')} cannot be manufactured yet`,
-      `the engine builds ${FORMAT_NAMES.join(', ')}; ${requested ? 'pass --format with those' : 'build those with --format'}`,
+      `images.${imageName}: unknown format${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`,
+      `the Foundry builds ${FORMAT_NAMES.join(', ')}; ${requested ? 'pass --format with those' : 'list those in outputs'}`,
     );
   }
   if (!wanted.length) throw new ConfigError(`images.${imageName}: no output format to build`, `add one of ${FORMAT_NAMES.join(', ')} to outputs`);
@@ -72,6 +72,7 @@ export function planFromSpec(spec: Spec, imageName: string, options: PlanOptions
       authorizedKeys: [...image.authorizedKeys],
       passwordLogin: image.passwordLogin,
       diskSizeBytes: image.disk.size,
+      ...(image.installerIso ? { installerIso: { source: image.installerIso.source, sha256: image.installerIso.sha256 } } : {}),
     },
     formats: selectFormats(imageName, image.outputs, options.formats),
   };

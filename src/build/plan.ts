@@ -4,6 +4,7 @@
  * Digests are computed over canonical JSON so that key order never changes a cache key.
  */
 import { createHash } from 'node:crypto';
+import { ASSEMBLED_INSTALLER_ISO } from '../spec/catalog';
 
 /** The package base of an image: what mmdebstrap installs. */
 export interface BasePlan {
@@ -54,9 +55,21 @@ export interface ImagePlan {
   passwordLogin: boolean;
   /** Size of the whole disk (GPT, ESP, root) in bytes. */
   diskSizeBytes: number;
+  /** The Debian installer ISO the `installer-media` format repacks (checked against sha256 before use). */
+  installerIso?: InstallerIso;
 }
 
-export const FORMAT_NAMES = ['raw', 'qcow2', 'vmdk', 'ova', 'firecracker', 'ami', 'azure', 'gce'] as const;
+/**
+ * An installer ISO named by absolute path, http(s) URL or `debian-mini` (assembled on the build
+ * host), with its sha256 (hex). Only the sha256 enters the input digest: where the ISO lives does
+ * not change what is built.
+ */
+export interface InstallerIso {
+  source: string;
+  sha256: string;
+}
+
+export const FORMAT_NAMES = ['raw', 'qcow2', 'vmdk', 'ova', 'firecracker', 'ami', 'azure', 'gce', 'iso', 'installer-media', 'pxe'] as const;
 export type FormatName = (typeof FORMAT_NAMES)[number];
 
 /** Everything needed to manufacture one image, bit-identically. */
@@ -106,7 +119,9 @@ export function baseDigest(plan: Pick<BuildPlan, 'base' | 'sourceDateEpoch'>): s
 
 /** Digest of the whole plan: names the image and seeds every identifier on the disk. */
 export function inputDigest(plan: BuildPlan, lockDigest: string): string {
-  return sha256Hex(canonicalJson({ kind: 'kubedos.plan/v1', plan, lockDigest }));
+  const { installerIso, ...image } = plan.image;
+  const identified = installerIso ? { ...plan, image: { ...image, installerIso: { sha256: installerIso.sha256 } } } : plan;
+  return sha256Hex(canonicalJson({ kind: 'kubedos.plan/v1', plan: identified, lockDigest }));
 }
 
 /**
@@ -141,6 +156,12 @@ export function validatePlan(plan: BuildPlan): string[] {
   for (const u of plan.image.units) if (!/^[A-Za-z0-9@._-]+\.(service|timer|socket|target|path|mount)$/.test(u.name)) problems.push(`unit ${u.name}: not a unit file name`);
   for (const s of plan.image.firstBoot) if (!/^[A-Za-z0-9._-]+$/.test(s.name)) problems.push(`firstBoot ${s.name}: not a file name`);
   if (plan.formats.length === 0) problems.push('formats must name at least one output format');
+  const iso = plan.image.installerIso;
+  if (plan.formats.includes('installer-media') && !iso) problems.push('installer-media needs image.installerIso: the Debian installer ISO to repack (absolute path or http(s) URL) and its sha256');
+  if (iso && !/^(\/|https?:\/\/)/.test(iso.source) && iso.source !== ASSEMBLED_INSTALLER_ISO) {
+    problems.push(`image.installerIso.source "${iso.source}" must be an absolute path, an http(s) URL or "${ASSEMBLED_INSTALLER_ISO}"`);
+  }
+  if (iso && !/^[0-9a-f]{64}$/.test(iso.sha256)) problems.push('image.installerIso.sha256 must be 64 lowercase hex digits');
   if (plan.formats.includes('gce') && plan.image.diskSizeBytes % (1024 * 1024 * 1024) !== 0) problems.push('image.diskSizeBytes must be a whole number of GiB for gce (Compute Engine requires it of disk.raw)');
   return problems;
 }

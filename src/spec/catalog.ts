@@ -29,6 +29,12 @@ export const OUTPUT_FORMATS = [
   { name: 'pxe', description: 'Network boot: kernel, initrd and squashfs root for PXE/iPXE' },
 ] as const satisfies readonly CatalogEntry[];
 
+/**
+ * `installerIso.source` value that asks the Foundry to assemble Debian installer media itself, from
+ * the build host's debian-installer-12-netboot-amd64 package laid out like Debian's mini.iso.
+ */
+export const ASSEMBLED_INSTALLER_ISO = 'debian-mini';
+
 /** Name of an output format, e.g. `qcow2`. */
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number]['name'];
 

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import {
+  ASSEMBLED_INSTALLER_ISO,
   ACCELERATORS,
   API_VERSION,
   ARCHITECTURES,
@@ -215,7 +216,32 @@ const imageSchema = z
       .superRefine(unique('format'))
       .prefault(['qcow2'])
       .describe(`Artifact formats to build. ${describeTable(OUTPUT_FORMATS)}`),
+    installerIso: z
+      .strictObject({
+        source: z
+          .string()
+          .min(1)
+          .refine((s) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) || /^https?:\/\//.test(s), {
+            error: (iss) => `installer ISO ${show(iss.input)}: only http(s) URLs are fetched; use a path for a local file`,
+          })
+          .describe(
+            `The Debian installer ISO: a path (relative to the spec file), an http(s) URL, or "${ASSEMBLED_INSTALLER_ISO}" to assemble installer media from the build host's debian-installer-12-netboot-amd64 package`,
+          ),
+        sha256: z
+          .string()
+          .regex(/^[0-9a-f]{64}$/, { error: (iss) => `${show(iss.input)} is not a sha256: write its 64 lowercase hex digits (sha256sum prints them)` })
+          .describe('sha256 of the ISO, checked before it is used'),
+      })
+      .optional()
+      .describe('Debian installer media (netinst, DVD or mini.iso) that the installer-media output repacks with a preseed installing this image\'s role'),
   })
+  .superRefine(
+    ...objectRule((image) =>
+      Array.isArray(image.outputs) && image.outputs.includes('installer-media') && image.installerIso === undefined
+        ? { message: 'the installer-media output needs installerIso: the Debian installer ISO to repack (source: path or URL, sha256)', path: ['installerIso'] }
+        : undefined,
+    ),
+  )
   .describe('An OS image: the base plus a role payload, built once and deployed to many nodes');
 
 // ---------------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ import type { z } from 'zod';
 import type { Finding } from './issues';
 import type { PayloadFile, specSchema } from './schema';
 import { isRecord } from './show';
+import { ASSEMBLED_INSTALLER_ISO } from './catalog';
 
 type ParsedSpec = z.output<typeof specSchema>;
+type InstallerIsoSpec = NonNullable<ParsedSpec['images'][string]['installerIso']>;
 
 function sourceProblem(source: string, baseDir: string): string | undefined {
   const absolute = resolve(baseDir, source);
@@ -46,10 +48,22 @@ function resolveFile(file: PayloadFile, baseDir: string, digest: boolean): Paylo
   return digest ? { ...file, source, sourceSha256: sha256File(source) } : { ...file, source };
 }
 
+/**
+ * An installer ISO given by path is made absolute like payload sources; URLs and the assembled
+ * media keyword stay. Not checked here: only a build of installer-media reads it (by sha256).
+ */
+function resolveInstallerIso(iso: InstallerIsoSpec | undefined, baseDir: string): InstallerIsoSpec | undefined {
+  if (!iso || iso.source === ASSEMBLED_INSTALLER_ISO || /^https?:\/\//.test(iso.source)) return iso;
+  return { ...iso, source: resolve(baseDir, iso.source) };
+}
+
 /** The spec with every `source` made absolute and, when `digest` is set, its content hashed. */
 export function resolveSources(spec: ParsedSpec, baseDir: string, digest: boolean): ParsedSpec {
   const images = Object.fromEntries(
-    Object.entries(spec.images).map(([name, image]) => [name, { ...image, files: image.files.map((f) => resolveFile(f, baseDir, digest)) }]),
+    Object.entries(spec.images).map(([name, image]) => {
+      const installerIso = resolveInstallerIso(image.installerIso, baseDir);
+      return [name, { ...image, files: image.files.map((f) => resolveFile(f, baseDir, digest)), ...(installerIso ? { installerIso } : {}) }];
+    }),
   );
   return { ...spec, images };
 }

@@ -10,7 +10,7 @@ import { sha256File } from '../../src/build/lock';
 import { diskLayout } from '../../src/build/disk';
 import { debugfsRequest } from '../../src/build/tools/debugfs';
 import { qemuImgCheck } from '../../src/build/tools/qemu-img';
-import { qemuBoot } from '../../src/build/tools/qemu-system';
+import { qemuMachine } from '../../src/build/tools/qemu-system';
 import { builtImage, sharedCaches, TEST_PLAN, type BuiltImage } from '../support/images';
 
 jest.setTimeout(30 * 60 * 1000);
@@ -32,7 +32,7 @@ async function debugfs(request: string): Promise<string> {
   return (await debugfsRequest(rootFs(), request)).stdout;
 }
 
-describe.each(Object.keys(OUTPUT_FORMATS))('format %s', (format) => {
+describe.each(TEST_PLAN.formats)('format %s', (format) => {
   test('is produced, digested and listed in the manifest', async () => {
     const entry = img.manifest.artifacts.find((a) => a.format === format);
     expect(entry).toBeDefined();
@@ -144,8 +144,13 @@ test('boots under OVMF (TCG) from the qcow2 to "kubedos: ready <hostname>", host
   const serial = path.join(dir, 'serial.log');
   const abort = new AbortController();
   const started = Date.now();
-  const qemu = qemuBoot(
-    { disk: img.artifacts.qcow2!, diskFormat: 'qcow2', ovmfCode: '/usr/share/OVMF/OVMF_CODE_4M.fd', ovmfVars: vars, serialFile: serial, snapshot: true },
+  const qemu = qemuMachine(
+    {
+      firmware: { ovmfCode: '/usr/share/OVMF/OVMF_CODE_4M.fd', ovmfVars: vars },
+      disks: [{ file: img.artifacts.qcow2!, format: 'qcow2', snapshot: true }],
+      boot: 'disk',
+      serialLog: serial,
+    },
     { signal: abort.signal },
   ).catch((err: unknown) => err);
   const ready = `kubedos: ready ${TEST_PLAN.image.hostname}`;

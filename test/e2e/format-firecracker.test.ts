@@ -17,7 +17,7 @@ import { sha256File } from '../../src/build/lock';
 import { ext4Uuid } from '../../src/build/root-image';
 import { layerIds } from '../../src/build/disk';
 import { debugfsRequest } from '../../src/build/tools/debugfs';
-import { qemuMicrovmBoot } from '../../src/build/tools/qemu-microvm';
+import { qemuMicrovmBoot } from '../../src/build/tools/qemu-system';
 import { layerOf, reproduceFormats } from '../support/format-context';
 import { builtImage, TEST_PLAN, type BuiltImage } from '../support/images';
 

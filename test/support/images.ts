@@ -43,7 +43,7 @@ export const TEST_PLAN: BuildPlan = {
     passwordLogin: false,
     diskSizeBytes: 2 * 1024 * 1024 * 1024,
   },
-  formats: ['raw', 'qcow2', 'vmdk', 'ova', 'firecracker', 'ami', 'azure', 'gce'],
+  formats: ['raw', 'qcow2', 'vmdk', 'ova', 'firecracker', 'ami', 'azure', 'gce', 'iso', 'pxe'],
 };
 
 export interface BuiltImage {

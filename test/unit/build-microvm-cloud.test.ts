@@ -17,7 +17,7 @@ import { locateKernelPayload } from '../../src/build/kernel';
 import { oldGnuSparseHeaders, sparseRegions, tarNumber, writeSparseTar } from '../../src/build/sparse-tar';
 import { gzipArgv } from '../../src/build/tools/gzip';
 import { qemuImgConvert } from '../../src/build/tools/qemu-img';
-import { qemuMicrovmBootArgv } from '../../src/build/tools/qemu-microvm';
+import { qemuMicrovmBootArgv } from '../../src/build/tools/qemu-system';
 import { xzDecompressArgv } from '../../src/build/tools/xz';
 import { zstdDecompressArgv } from '../../src/build/tools/zstd';
 
@@ -220,7 +220,7 @@ describe('argv of the new tool modules', () => {
       'qemu-system-x86_64', '-M', 'microvm,acpi=on,pcie=off,auto-kernel-cmdline=off',
       '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '1', '-m', '512',
       '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-no-reboot',
-      '-serial', 'file:/t/serial.log', '-kernel', '/b/vmlinux', '-initrd', '/b/initrd', '-append', 'console=ttyS0 root=/dev/vda rw',
+      '-chardev', 'file,id=ser0,path=/t/serial.log', '-serial', 'chardev:ser0', '-kernel', '/b/vmlinux', '-initrd', '/b/initrd', '-append', 'console=ttyS0 root=/dev/vda rw',
       '-drive', 'id=drive0,file=/b/rootfs.ext4,format=raw,if=none,snapshot=on', '-device', 'virtio-blk-device,drive=drive0',
       '-netdev', 'user,id=eth0,restrict=on', '-device', 'virtio-net-device,netdev=eth0',
     ]);

@@ -12,7 +12,7 @@ import { mmdebstrapArgv } from '../../src/build/tools/mmdebstrap';
 import { mcopyArgv, mdirArgv, mmdArgv } from '../../src/build/tools/mtools';
 import { objcopyAddSectionsArgv } from '../../src/build/tools/objcopy';
 import { qemuImgCheckArgv, qemuImgConvertArgv, qemuImgInfoArgv } from '../../src/build/tools/qemu-img';
-import { qemuBootArgv } from '../../src/build/tools/qemu-system';
+import { qemuMachineArgv } from '../../src/build/tools/qemu-system';
 import { sfdiskArgv, sfdiskDumpArgv } from '../../src/build/tools/sfdisk';
 
 describe('apt-get', () => {
@@ -131,17 +131,23 @@ describe('qemu-img', () => {
   });
 });
 
-test('qemu-system-x86_64: TCG, q35, OVMF pflash pair, virtio disk, serial to a file', () => {
+test('qemu-system-x86_64: TCG, q35, OVMF pflash pair, virtio disk, serial to a file, commas in paths escaped', () => {
   expect(
-    qemuBootArgv({ disk: '/d.qcow2', diskFormat: 'qcow2', ovmfCode: '/CODE.fd', ovmfVars: '/VARS.fd', serialFile: '/serial.log', snapshot: true }),
+    qemuMachineArgv({
+      firmware: { ovmfCode: '/CODE.fd', ovmfVars: '/VARS.fd' },
+      disks: [{ file: '/d,1.qcow2', format: 'qcow2', snapshot: true }],
+      boot: 'disk',
+      serialLog: '/serial.log',
+    }),
   ).toEqual([
     'qemu-system-x86_64', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-machine', 'q35', '-smp', '2', '-m', '1024',
+    '-display', 'none', '-monitor', 'none', '-no-reboot', '-nodefaults',
     '-drive', 'if=pflash,format=raw,unit=0,readonly=on,file=/CODE.fd',
     '-drive', 'if=pflash,format=raw,unit=1,file=/VARS.fd',
-    '-drive', 'if=virtio,format=qcow2,file=/d.qcow2,snapshot=on',
-    '-nic', 'none', '-display', 'none', '-monitor', 'none', '-no-reboot', '-serial', 'file:/serial.log',
+    '-drive', 'if=none,id=hd0,format=qcow2,file=/d,,1.qcow2,discard=unmap,detect-zeroes=unmap,snapshot=on',
+    '-device', 'virtio-blk-pci,drive=hd0,bootindex=1',
+    '-chardev', 'file,id=ser0,path=/serial.log', '-serial', 'chardev:ser0',
   ]);
-  expect(qemuBootArgv({ disk: '/d.raw', diskFormat: 'raw', ovmfCode: '/C', ovmfVars: '/V', serialFile: '/s', memoryMiB: 512, cpus: 1 })).toContain('if=virtio,format=raw,file=/d.raw');
 });
 
 describe('sfdisk', () => {

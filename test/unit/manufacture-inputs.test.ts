@@ -2,7 +2,8 @@
 import { mkdtempSync, promises as fs, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseSpec } from '../../src/spec';
+import { OUTPUT_FORMATS as CATALOG_FORMATS, parseSpec } from '../../src/spec';
+import { FORMAT_NAMES } from '../../src/build/plan';
 import { parsePlan, planFromSpec, serializePlan } from '../../src/build/from-spec';
 import { lockInputsDigest } from '../../src/build/lock';
 import { readLockFile, serializeLockFile, usableLock, writeLockFile, type LockFile } from '../../src/spec/lock-file';
@@ -44,10 +45,12 @@ test('planFromSpec maps packages, payload (binary sources included), modes, disk
   expect(serializePlan(parsePlan(serializePlan(plan)))).toBe(serializePlan(plan));
 });
 
-test('formats the engine cannot make yet are refused by name', () => {
+test('every format the spec accepts is one the engine makes; an unknown --format is refused by name', () => {
+  expect([...FORMAT_NAMES].sort()).toEqual(CATALOG_FORMATS.map((f) => f.name).sort());
   const { spec } = specWithSource();
-  expect(() => planFromSpec(spec, 'web', { sourceDateEpoch: 1 })).toThrow(ConfigError);
-  expect(() => planFromSpec(spec, 'web', { sourceDateEpoch: 1 })).toThrow(/format iso cannot be manufactured yet/);
+  expect(planFromSpec(spec, 'web', { sourceDateEpoch: 1 }).formats).toEqual(['qcow2', 'iso']);
+  expect(() => planFromSpec(spec, 'web', { sourceDateEpoch: 1, formats: ['qcow2', 'vhdx'] })).toThrow(ConfigError);
+  expect(() => planFromSpec(spec, 'web', { sourceDateEpoch: 1, formats: ['qcow2', 'vhdx'] })).toThrow(/unknown format vhdx/);
   expect(() => planFromSpec(spec, 'nope', { sourceDateEpoch: 1, formats: ['raw'] })).toThrow(/no image named "nope"/);
 });
 

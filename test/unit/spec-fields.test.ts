@@ -125,10 +125,30 @@ describe('images', () => {
     expect(only(doc)).toEqual({ path: 'images.worker.outputs', message: 'must list at least 1 item' });
   });
 
-  test('every catalog format is accepted', () => {
+  test('every catalog format is accepted (installer-media with the ISO it repacks)', () => {
     const doc = baseDoc();
     doc.images.worker.outputs = OUTPUT_FORMATS.map((f) => f.name);
+    expect(only(doc)).toMatchObject({ path: 'images.worker.installerIso', message: expect.stringMatching(/installer-media output needs installerIso/) });
+    doc.images.worker.installerIso = { source: 'debian-mini', sha256: 'a'.repeat(64) };
     expect(parse(doc).images.worker.outputs).toHaveLength(OUTPUT_FORMATS.length);
+  });
+
+  test('installerIso: a path is relative to the spec file, URLs and debian-mini stay, other schemes and bad digests are refused', () => {
+    const sha256 = 'b'.repeat(64);
+    const at = (source: string) => {
+      const doc = baseDoc();
+      doc.images.worker.installerIso = { source, sha256 };
+      return parseSpec(JSON.stringify(doc), '/srv/platform/kubedos.yaml', { checkSources: false }).images.worker.installerIso?.source;
+    };
+    expect(at('media/netinst.iso')).toBe('/srv/platform/media/netinst.iso');
+    expect(at('/isos/netinst.iso')).toBe('/isos/netinst.iso');
+    expect(at('https://cdimage.example/netinst.iso')).toBe('https://cdimage.example/netinst.iso');
+    expect(at('debian-mini')).toBe('debian-mini');
+    const doc = baseDoc();
+    doc.images.worker.installerIso = { source: 'ftp://mirror.example/netinst.iso', sha256 };
+    expect(only(doc)).toMatchObject({ path: 'images.worker.installerIso.source', message: expect.stringMatching(/only http\(s\) URLs are fetched/) });
+    doc.images.worker.installerIso = { source: 'debian-mini', sha256: 'B'.repeat(64) };
+    expect(only(doc)).toMatchObject({ path: 'images.worker.installerIso.sha256', message: expect.stringMatching(/not a sha256/) });
   });
 
   test.each([

@@ -9,14 +9,17 @@ import { azure } from './azure';
 import { firecracker } from './firecracker';
 import type { OutputFormat } from './format';
 import { gce } from './gce';
+import { installerMedia } from './installer-media';
+import { iso } from './iso';
 import { ova } from './ova';
+import { pxe } from './pxe';
 import { qcow2 } from './qcow2';
 import { raw } from './raw';
 import { vmdk } from './vmdk';
 
 export type { OutputFormat } from './format';
 
-export const OUTPUT_FORMATS: Readonly<Record<FormatName, OutputFormat>> = { raw, qcow2, vmdk, ova, firecracker, ami, azure, gce };
+export const OUTPUT_FORMATS: Readonly<Record<FormatName, OutputFormat>> = { raw, qcow2, vmdk, ova, firecracker, ami, azure, gce, iso, 'installer-media': installerMedia, pxe };
 
 /** Look up requested formats, rejecting unknown names before any work starts. */
 export function resolveFormats(names: readonly string[]): OutputFormat[] {

@@ -1,38 +1,128 @@
-/** qemu-system-x86_64: boots an image under TCG (no KVM here) with OVMF. Builds argv only. */
+/**
+ * qemu-system-x86_64, the one module for it. Three machine shapes, argv only:
+ * - `qemuMachineArgv`: a q35 test bench for images and boot media (CD-ROM, disks, network boot
+ *   through QEMU's built-in iPXE, SeaBIOS or OVMF, serial console to a file and optionally a socket);
+ * - `qemuMicrovmBootArgv`: `-M microvm`, the closest runnable relative of a Firecracker microVM;
+ * - `qemuVmArgv`: a long-lived node VM (QMP, pid file, seed disk, forwarded ports or a bridge).
+ * Under TCG when there is no KVM, as here.
+ */
 import { runTool, type RunResult } from '../../exec/run';
 import type { ToolOptions } from './common';
 
-export interface QemuBootArgs {
-  disk: string;
-  diskFormat: 'raw' | 'qcow2';
-  /** OVMF code (read-only) and a private, writable copy of the variable store. */
-  ovmfCode: string;
-  ovmfVars: string;
-  /** Serial console is written to this file. */
-  serialFile: string;
+export interface QemuDisk {
+  file: string;
+  format: 'raw' | 'qcow2';
+  /** Writes go to a temporary overlay. @default false */
+  snapshot?: boolean;
+}
+
+export interface QemuMachineArgs {
+  /** SeaBIOS, or OVMF code (read-only) with a private, writable copy of its variable store. */
+  firmware: 'bios' | { ovmfCode: string; ovmfVars: string };
+  /** ISO image attached as a CD-ROM (AHCI on q35). */
+  cdrom?: string;
+  /** virtio disks, in order (the first is /dev/vda). */
+  disks?: readonly QemuDisk[];
+  /** A virtio NIC on user-mode networking; `tftpDir`/`bootfile` enable its TFTP server and DHCP boot file. */
+  net?: { tftpDir?: string; bootfile?: string };
+  /** What the firmware tries first (the others follow in cdrom, disk, network order). */
+  boot: 'cdrom' | 'disk' | 'network';
+  /** Everything the guest writes to the serial port is appended here. */
+  serialLog: string;
+  /** Also serve the serial port on this Unix socket (server, no wait), to type into the console. */
+  serialSocket?: string;
   /** @default 1024 */
   memoryMiB?: number;
   /** @default 2 */
   cpus?: number;
-  /** Boot without writing to the disk (changes go to a temporary overlay). @default false */
+}
+
+export function qemuMachineArgv(a: QemuMachineArgs): string[] {
+  const order = [a.boot, ...(['cdrom', 'disk', 'network'] as const).filter((b) => b !== a.boot)];
+  const bootindex = (kind: (typeof order)[number], n = 0) => order.indexOf(kind) * 10 + n + 1;
+  const argv = [
+    'qemu-system-x86_64', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-machine', 'q35',
+    '-smp', String(a.cpus ?? 2), '-m', String(a.memoryMiB ?? 1024),
+    '-display', 'none', '-monitor', 'none', '-no-reboot', '-nodefaults',
+  ];
+  if (a.firmware !== 'bios') {
+    argv.push(
+      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${qemuOptValue(a.firmware.ovmfCode)}`,
+      '-drive', `if=pflash,format=raw,unit=1,file=${qemuOptValue(a.firmware.ovmfVars)}`,
+    );
+  }
+  if (a.cdrom) {
+    argv.push('-drive', `if=none,id=cd0,media=cdrom,readonly=on,format=raw,file=${qemuOptValue(a.cdrom)}`, '-device', `ide-cd,drive=cd0,bus=ide.0,bootindex=${bootindex('cdrom')}`);
+  }
+  (a.disks ?? []).forEach((d, i) => {
+    argv.push(
+      '-drive', `if=none,id=hd${i},format=${d.format},file=${qemuOptValue(d.file)},discard=unmap,detect-zeroes=unmap${d.snapshot ? ',snapshot=on' : ''}`,
+      '-device', `virtio-blk-pci,drive=hd${i},bootindex=${bootindex('disk', i)}`,
+    );
+  });
+  if (a.net) {
+    const opts = [`user,id=net0`, ...(a.net.tftpDir ? [`tftp=${qemuOptValue(a.net.tftpDir)}`] : []), ...(a.net.bootfile ? [`bootfile=${qemuOptValue(a.net.bootfile)}`] : [])];
+    argv.push('-netdev', opts.join(','), '-device', `virtio-net-pci,netdev=net0,bootindex=${bootindex('network')}`);
+  }
+  if (a.serialSocket) {
+    argv.push('-chardev', `socket,id=ser0,path=${qemuOptValue(a.serialSocket)},server=on,wait=off,logfile=${qemuOptValue(a.serialLog)}`, '-serial', 'chardev:ser0');
+  } else {
+    argv.push('-chardev', `file,id=ser0,path=${qemuOptValue(a.serialLog)}`, '-serial', 'chardev:ser0');
+  }
+  return argv;
+}
+
+/** Resolves when QEMU exits (the guest powered off or rebooted: -no-reboot); abort `options.signal` to stop it. */
+export function qemuMachine(a: QemuMachineArgs, options: ToolOptions = {}): Promise<RunResult> {
+  return runTool(qemuMachineArgv(a), options);
+}
+
+/**
+ * `-M microvm`: no PCI, virtio-mmio devices described in ACPI, direct boot of an ELF vmlinux
+ * through its PVH entry, a 16550 serial console. Boot-tests Firecracker bundles without /dev/kvm.
+ */
+export interface MicrovmBootArgs {
+  /** Uncompressed ELF vmlinux with a PVH note. */
+  kernel: string;
+  initrd?: string;
+  /** The complete kernel command line. */
+  cmdline: string;
+  /** Raw images attached as virtio-blk-device in order (the first is /dev/vda). */
+  drives: readonly string[];
+  /** Ids of user-mode (no host access) virtio-net-device NICs, in order. @default none */
+  nics?: readonly string[];
+  /** Serial console (ttyS0) is written to this file. */
+  serialFile: string;
+  /** @default 1 */
+  cpus?: number;
+  /** @default 512 */
+  memoryMiB?: number;
+  /** Boot without writing to the drives (changes go to temporary overlays). @default false */
   snapshot?: boolean;
 }
 
-export function qemuBootArgv(a: QemuBootArgs): string[] {
-  return [
-    'qemu-system-x86_64', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-machine', 'q35',
-    '-smp', String(a.cpus ?? 2), '-m', String(a.memoryMiB ?? 1024),
-    '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${a.ovmfCode}`,
-    '-drive', `if=pflash,format=raw,unit=1,file=${a.ovmfVars}`,
-    '-drive', `if=virtio,format=${a.diskFormat},file=${a.disk}${a.snapshot ? ',snapshot=on' : ''}`,
-    '-nic', 'none', '-display', 'none', '-monitor', 'none', '-no-reboot',
-    '-serial', `file:${a.serialFile}`,
+export function qemuMicrovmBootArgv(a: MicrovmBootArgs): string[] {
+  // auto-kernel-cmdline=off: no virtio_mmio.device= is appended, so the guest finds its devices
+  // through ACPI alone (as under Firecracker >= 1.8 with a kernel lacking VIRTIO_MMIO_CMDLINE_DEVICES).
+  const argv = [
+    'qemu-system-x86_64', '-M', 'microvm,acpi=on,pcie=off,auto-kernel-cmdline=off',
+    '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', String(a.cpus ?? 1), '-m', String(a.memoryMiB ?? 512),
+    '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-no-reboot',
+    '-chardev', `file,id=ser0,path=${qemuOptValue(a.serialFile)}`, '-serial', 'chardev:ser0',
+    '-kernel', a.kernel,
   ];
+  if (a.initrd) argv.push('-initrd', a.initrd);
+  argv.push('-append', a.cmdline);
+  a.drives.forEach((file, i) => {
+    argv.push('-drive', `id=drive${i},file=${qemuOptValue(file)},format=raw,if=none${a.snapshot ? ',snapshot=on' : ''}`, '-device', `virtio-blk-device,drive=drive${i}`);
+  });
+  for (const id of a.nics ?? []) argv.push('-netdev', `user,id=${id},restrict=on`, '-device', `virtio-net-device,netdev=${id}`);
+  return argv;
 }
 
-/** Resolves when QEMU exits; abort `options.signal` to stop it (only this child is killed). */
-export function qemuBoot(a: QemuBootArgs, options: ToolOptions = {}): Promise<RunResult> {
-  return runTool(qemuBootArgv(a), options);
+/** Resolves when QEMU exits; abort `options.signal` to stop it. */
+export function qemuMicrovmBoot(a: MicrovmBootArgs, options: ToolOptions = {}): Promise<RunResult> {
+  return runTool(qemuMicrovmBootArgv(a), options);
 }
 
 /** A value inside a QEMU `-opt key=value,…` list: commas are doubled, so any path is safe. */

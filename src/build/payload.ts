@@ -5,8 +5,8 @@
  *
  * - `kubedos-firstboot.service`: runs once, before sshd. It is THE hook for deploy-time identity:
  *   executables in /usr/lib/kubedos/metadata.d run first — the NoCloud reader
- *   (nocloud-reader.ts: hostname, host keys, authorized keys, machine-id from a `cidata` seed) is
- *   one; then, only when no metadata supplied host keys, they are generated (`ssh-keygen -A`);
+ *   (nocloud-reader.ts: hostname, host keys, authorized keys, machine-id from a `cidata` seed) and
+ *   the MMDS reader (mmds-reader.ts: the same documents from Firecracker's MMDS) are two; then, only when no metadata supplied host keys, they are generated (`ssh-keygen -A`);
  *   their fingerprints are printed on the console as `kubedos: hostkey …`; then the plan's
  *   first-boot scripts (/usr/lib/kubedos/firstboot.d) run in order.
  * - an ssh.service drop-in that resets ExecStartPre (Debian's `sshd -t` fails without host keys)
@@ -23,6 +23,7 @@
  * hypervisor sets one, as the QEMU driver does with the Foundry's machine-id), and the NoCloud
  * reader writes the seed's.
  */
+import { MMDS_READER, MMDS_READER_PATH } from './mmds-reader';
 import { NOCLOUD_AWK, NOCLOUD_AWK_PATH, NOCLOUD_READER, NOCLOUD_READER_PATH } from './nocloud-reader';
 import type { BuildPlan } from './plan';
 
@@ -181,6 +182,7 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     file('/usr/lib/kubedos/hostkeys', HOSTKEYS_SCRIPT, 0o755),
     file(NOCLOUD_AWK_PATH, NOCLOUD_AWK),
     file(NOCLOUD_READER_PATH, NOCLOUD_READER, 0o755),
+    file(MMDS_READER_PATH, MMDS_READER, 0o755),
     file('/usr/lib/kubedos/ready', READY_SCRIPT, 0o755),
     ...unitEntries('kubedos-firstboot.service', FIRSTBOOT_UNIT, true),
     ...unitEntries('kubedos-ready.service', READY_UNIT, true),

@@ -3,7 +3,9 @@
  * and booted. Firecracker itself needs /dev/kvm, absent here: the same vmlinux, initrd, rootfs and
  * kernel command line (boot_args plus what Firecracker appends for the root drive) boot under
  * `qemu-system-x86_64 -M microvm` (TCG): no PCI, virtio-mmio devices described only in ACPI,
- * direct PVH entry into the ELF kernel, serial console, until `kubedos: ready <hostname>`.
+ * direct PVH entry into the ELF kernel, serial console, until `kubedos: ready <hostname>`. The
+ * node's identity comes through an MMDS STAND-IN (test/support/mmds-standin.cjs, answering like
+ * Firecracker's MMDS V2) reached by the guest at 169.254.169.254 through QEMU's guestfwd.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
@@ -18,6 +20,8 @@ import { ext4Uuid } from '../../src/build/root-image';
 import { layerIds } from '../../src/build/disk';
 import { debugfsRequest } from '../../src/build/tools/debugfs';
 import { qemuMicrovmBoot } from '../../src/build/tools/qemu-system';
+import { generateIdentity } from '../../src/targets/identity';
+import { mmdsDocument } from '../../src/targets/mmds';
 import { layerOf, reproduceFormats } from '../support/format-context';
 import { builtImage, TEST_PLAN, type BuiltImage } from '../support/images';
 
@@ -92,11 +96,17 @@ async function tcgTimingHint(): Promise<string> {
   return `tsc_early_khz=${Math.round(Number(mhz ?? 2000) * 1000)}`;
 }
 
-test('boots under qemu microvm (TCG) with the Firecracker command line to "kubedos: ready <hostname>"', async () => {
+test('boots under qemu microvm (TCG) with the Firecracker command line, takes its identity from MMDS (stand-in), reaches "kubedos: ready <hostname>"', async () => {
   const config = JSON.parse(await fs.readFile(at(files.config), 'utf8')) as FirecrackerConfig;
   const cmdline = `${firecrackerKernelCmdline(config)} ${await tcgTimingHint()}`;
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kubedos-microvm-'));
   const serial = path.join(dir, 'serial.log');
+  // The node's identity, as a Firecracker driver would PUT it to /mmds before boot.
+  const identity = generateIdentity('fc-node-1');
+  const doc = path.join(dir, 'mmds.json');
+  await fs.writeFile(doc, JSON.stringify(mmdsDocument({ instanceId: 'test-fc-node-1', identity, authorizedKeys: [] })));
+  const standIn = `${process.execPath} ${path.join(__dirname, '../support/mmds-standin.cjs')} ${doc} ${createHash('sha256').update(dir).digest('hex')}`;
+  const mmds = config['mmds-config'];
   const abort = new AbortController();
   const started = Date.now();
   const qemu = qemuMicrovmBoot(
@@ -105,7 +115,10 @@ test('boots under qemu microvm (TCG) with the Firecracker command line to "kubed
       initrd: at(config['boot-source'].initrd_path),
       cmdline,
       drives: config.drives.map((d) => at(d.path_on_host)),
-      nics: config['network-interfaces'].map((n) => n.iface_id),
+      nics: config['network-interfaces'].map((n) => ({
+        id: n.iface_id,
+        ...(mmds.network_interfaces.includes(n.iface_id) ? { net: '169.254.0.0/16', guestForwards: [{ address: mmds.ipv4_address, port: 80, command: standIn }] } : {}),
+      })),
       cpus: config['machine-config'].vcpu_count,
       memoryMiB: config['machine-config'].mem_size_mib,
       serialFile: serial,
@@ -115,9 +128,12 @@ test('boots under qemu microvm (TCG) with the Firecracker command line to "kubed
   ).catch((err: unknown) => err);
   let exited = false;
   void qemu.then(() => (exited = true));
-  const ready = `kubedos: ready ${TEST_PLAN.image.hostname}`;
+  const ready = `kubedos: ready ${identity.hostname}`;
   const seen: Record<string, number> = {};
-  const marks: Record<string, RegExp> = { kernel: /Linux version/, init: /Run \/init as init process/, rootDisk: /virtio_blk virtio\d+: \[vda\]/, systemd: /systemd\[1\]: /, ready: new RegExp(`^${ready}`, 'm') };
+  const marks: Record<string, RegExp> = {
+    kernel: /Linux version/, init: /Run \/init as init process/, rootDisk: /virtio_blk virtio\d+: \[vda\]/, systemd: /systemd\[1\]: /,
+    mmds: /kubedos: mmds: read meta-data and user-data/, ready: new RegExp(`^${ready}`, 'm'),
+  };
   let log = '';
   try {
     while (Date.now() - started < 300_000 && !exited) {
@@ -132,7 +148,10 @@ test('boots under qemu microvm (TCG) with the Firecracker command line to "kubed
     expect(log).not.toContain('virtio_mmio.device=');
     expect(log).toMatch(marks.rootDisk!);
     expect(log).not.toContain('Gave up waiting for root');
-    expect(log).toMatch(/kubedos: hostkey \d+ SHA256:\S+ root@\S+ \(ED25519\)/);
+    expect(log).toMatch(marks.mmds!);
+    expect(log).toContain(`kubedos: nocloud: machine-id ${identity.machineId}`);
+    // The one host key is the Foundry's, so the node is pinned from its first boot.
+    expect(log.match(/kubedos: hostkey .*/g)).toEqual([expect.stringContaining(` ${identity.hostKeyFingerprint} `)]);
     expect(log).toMatch(marks.ready!);
   } finally {
     abort.abort();

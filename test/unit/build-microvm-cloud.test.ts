@@ -215,7 +215,7 @@ describe('argv of the new tool modules', () => {
   });
   test('qemu microvm: ACPI, no PCI, no automatic virtio_mmio.device=, direct kernel boot, virtio-mmio disk and NIC', () => {
     expect(
-      qemuMicrovmBootArgv({ kernel: '/b/vmlinux', initrd: '/b/initrd', cmdline: 'console=ttyS0 root=/dev/vda rw', drives: ['/b/rootfs.ext4'], nics: ['eth0'], serialFile: '/t/serial.log', cpus: 1, memoryMiB: 512, snapshot: true }),
+      qemuMicrovmBootArgv({ kernel: '/b/vmlinux', initrd: '/b/initrd', cmdline: 'console=ttyS0 root=/dev/vda rw', drives: ['/b/rootfs.ext4'], nics: [{ id: 'eth0' }, { id: 'eth1', net: '169.254.0.0/16', guestForwards: [{ address: '169.254.169.254', port: 80, command: 'node mmds.cjs a,b.json' }] }], serialFile: '/t/serial.log', cpus: 1, memoryMiB: 512, snapshot: true }),
     ).toEqual([
       'qemu-system-x86_64', '-M', 'microvm,acpi=on,pcie=off,auto-kernel-cmdline=off',
       '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '1', '-m', '512',
@@ -223,6 +223,7 @@ describe('argv of the new tool modules', () => {
       '-chardev', 'file,id=ser0,path=/t/serial.log', '-serial', 'chardev:ser0', '-kernel', '/b/vmlinux', '-initrd', '/b/initrd', '-append', 'console=ttyS0 root=/dev/vda rw',
       '-drive', 'id=drive0,file=/b/rootfs.ext4,format=raw,if=none,snapshot=on', '-device', 'virtio-blk-device,drive=drive0',
       '-netdev', 'user,id=eth0,restrict=on', '-device', 'virtio-net-device,netdev=eth0',
+      '-netdev', 'user,id=eth1,restrict=on,net=169.254.0.0/16,guestfwd=tcp:169.254.169.254:80-cmd:node mmds.cjs a,,b.json', '-device', 'virtio-net-device,netdev=eth1',
     ]);
   });
 });

@@ -6,9 +6,10 @@
  * - `<name>.firecracker.json`: the `firecracker --config-file` document naming the others by
  *   relative path (run Firecracker in the bundle's directory). Identity is not in the image: the
  *   deploy driver puts it into MMDS (V2, on the `eth0` interface the config declares) and sets the
- *   tap device, MAC, vCPUs and memory of each microVM. In the guest, MMDS is read by a hook of
- *   kubedos-firstboot (/usr/lib/kubedos/metadata.d, see payload.ts); with no metadata at all the
- *   node makes its own host keys and still reaches readiness.
+ *   tap device, MAC, vCPUs and memory of each microVM (src/targets/mmds.ts makes the document).
+ *   In the guest, the MMDS reader (../mmds-reader.ts, a kubedos-firstboot hook turned on by
+ *   `kubedos.metadata=mmds` in boot_args) applies it; with no metadata at all the node makes its
+ *   own host keys and still reaches readiness.
  * - `<name>.firecracker.vmlinux`: the uncompressed ELF kernel extracted from the layer's vmlinuz
  *   (kernel.ts; PVH entry note checked).
  * - `<name>.firecracker.initrd`: the image's own initramfs, unchanged.
@@ -31,14 +32,16 @@ import { requireEarlyModules } from '../initrd';
 import { extractVmlinux } from '../kernel';
 import { sha256Hex, type ImagePlan } from '../plan';
 import { rootFilesystemImage } from '../root-image';
+import { MMDS_KERNEL_ARG } from '../mmds-reader';
 import { publishArtifact, type OutputFormat } from './format';
 
 /**
  * Kernel arguments of the bundle. Serial console on ttyS0; reboot by keyboard controller reset
  * and panic → reboot, which Firecracker turns into a VM exit; no PCI bus to probe; the i8042
- * flags skip probing the controller Firecracker only partly emulates.
+ * flags skip probing the controller Firecracker only partly emulates; `kubedos.metadata=mmds`
+ * turns on the image's MMDS reader, which applies the node's identity from MMDS at first boot.
  */
-export const FIRECRACKER_BOOT_ARGS = 'console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd';
+export const FIRECRACKER_BOOT_ARGS = `console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd ${MMDS_KERNEL_ARG}`;
 
 /** Modules the kernel needs from the initramfs to reach its root filesystem. */
 export const FIRECRACKER_EARLY_MODULES = ['virtio_mmio', 'virtio_blk', 'ext4'] as const;

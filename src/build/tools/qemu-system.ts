@@ -81,6 +81,14 @@ export function qemuMachine(a: QemuMachineArgs, options: ToolOptions = {}): Prom
  * `-M microvm`: no PCI, virtio-mmio devices described in ACPI, direct boot of an ELF vmlinux
  * through its PVH entry, a 16550 serial console. Boot-tests Firecracker bundles without /dev/kvm.
  */
+export interface MicrovmNic {
+  id: string;
+  /** The user-mode network, e.g. 169.254.0.0/16 (QEMU's default is 10.0.2.0/24). */
+  net?: string;
+  /** Guest connections to address:port (inside `net`) are handed to a new `command` each, on its stdin/stdout. */
+  guestForwards?: readonly { address: string; port: number; command: string }[];
+}
+
 export interface MicrovmBootArgs {
   /** Uncompressed ELF vmlinux with a PVH note. */
   kernel: string;
@@ -89,8 +97,8 @@ export interface MicrovmBootArgs {
   cmdline: string;
   /** Raw images attached as virtio-blk-device in order (the first is /dev/vda). */
   drives: readonly string[];
-  /** Ids of user-mode (no host access) virtio-net-device NICs, in order. @default none */
-  nics?: readonly string[];
+  /** virtio-net-device NICs on restricted user-mode networking (no host access), in order. @default none */
+  nics?: readonly MicrovmNic[];
   /** Serial console (ttyS0) is written to this file. */
   serialFile: string;
   /** @default 1 */
@@ -116,7 +124,11 @@ export function qemuMicrovmBootArgv(a: MicrovmBootArgs): string[] {
   a.drives.forEach((file, i) => {
     argv.push('-drive', `id=drive${i},file=${qemuOptValue(file)},format=raw,if=none${a.snapshot ? ',snapshot=on' : ''}`, '-device', `virtio-blk-device,drive=drive${i}`);
   });
-  for (const id of a.nics ?? []) argv.push('-netdev', `user,id=${id},restrict=on`, '-device', `virtio-net-device,netdev=${id}`);
+  for (const nic of a.nics ?? []) {
+    const opts = [`user,id=${nic.id},restrict=on`, ...(nic.net ? [`net=${nic.net}`] : [])];
+    for (const f of nic.guestForwards ?? []) opts.push(`guestfwd=tcp:${f.address}:${f.port}-cmd:${qemuOptValue(f.command)}`);
+    argv.push('-netdev', opts.join(','), '-device', `virtio-net-device,netdev=${nic.id}`);
+  }
   return argv;
 }
 

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildImage, OUTPUT_FORMATS, sourcesList, type BuildPlan } from '../../src/build';
 import { sha256File } from '../../src/build/lock';
+import { DPKG_PATH_FILTERS } from '../../src/build/rootfs';
 import { diskLayout } from '../../src/build/disk';
 import { debugfsRequest } from '../../src/build/tools/debugfs';
 import { qemuImgCheck } from '../../src/build/tools/qemu-img';
@@ -99,6 +100,15 @@ describe('image scan (debugfs, no mounts)', () => {
     const states = await debugfs('cat /var/lib/apt/extended_states');
     expect(states).toContain('Package: libwrap0\nArchitecture: amd64\nAuto-Installed: 1');
     expect(states).not.toContain('Package: openssh-server\n');
+  });
+  test('dpkg keeps the path filters (no docs, man pages, locales) and nothing else of the build', async () => {
+    expect(await debugfs('cat /etc/dpkg/dpkg.cfg.d/99mmdebstrap')).toBe(DPKG_PATH_FILTERS.join('\n') + '\n');
+  });
+  test('the initramfs made once leaves no trace: the real update-initramfs, no diversion', async () => {
+    expect(await debugfs('cat /usr/sbin/update-initramfs')).not.toContain('KubeDos build');
+    expect(await debugfs('cat /var/lib/dpkg/diversions')).not.toContain('update-initramfs');
+    expect(await debugfs('ls /var/lib/dpkg')).not.toMatch(/diversions-old/);
+    expect(await debugfs('ls /boot')).toMatch(/initrd\.img-/);
   });
   test('no systemd random seed', async () => {
     const ls = await debugfs('ls /var/lib/systemd');

@@ -3,8 +3,8 @@
  * entries in the given order, one fixed mtime, inode numbers by position, no device numbers.
  * Several archives may be concatenated (also after a compressed one): the kernel unpacks each.
  */
-import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import { writeSequentially } from './files';
 
 export type CpioEntry =
   | { kind: 'dir'; name: string; mode: number; uid?: number; gid?: number }
@@ -59,32 +59,19 @@ export function newcArchive(entries: readonly CpioEntry[], mtime: number): Buffe
 
 /** Write the archive of `entries` to `out`, the same bytes as newcArchive; host-file contents are streamed. */
 export async function writeNewcArchive(out: string, entries: readonly CpioEntry[], mtime: number): Promise<void> {
-  const fh = await fs.open(out, 'w');
-  let pos = 0;
-  const put = async (b: Buffer) => {
-    await fh.write(b, 0, b.length, pos);
-    pos += b.length;
-  };
-  try {
+  await writeSequentially(out, async (w) => {
     for (const [i, e] of entries.entries()) {
       if (e.kind !== 'file' || Buffer.isBuffer(e.content)) {
-        await put(encode(e, i + 1, mtime));
+        await w.put(encode(e, i + 1, mtime));
         continue;
       }
       const { size } = await fs.stat(e.content.hostFile);
-      await put(encode(e, i + 1, mtime, size));
-      let copied = 0;
-      for await (const chunk of createReadStream(e.content.hostFile, { highWaterMark: 4 * 1024 * 1024 })) {
-        await put(chunk as Buffer);
-        copied += (chunk as Buffer).length;
-      }
-      if (copied !== size) throw new Error(`cpio: ${e.content.hostFile} changed while being archived`);
-      await put(pad4(size));
+      await w.put(encode(e, i + 1, mtime, size));
+      await w.putFile(e.content.hostFile, size);
+      await w.put(pad4(size));
     }
-    await put(TRAILER);
-  } finally {
-    await fh.close();
-  }
+    await w.put(TRAILER);
+  });
 }
 
 /** Directory entries for every parent of `names` not in `existing`, parents first (mode 0755). */

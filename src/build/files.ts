@@ -1,5 +1,6 @@
-/** File helpers of the engine: sparse copies, atomic publication, digests. */
+/** File helpers of the engine: sparse copies, atomic publication, digests, sequential writes. */
 import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
@@ -142,6 +143,44 @@ export async function sha256SparseFile(file: string, signal?: AbortSignal): Prom
     }
     await zeros(size);
     return hash.digest('hex');
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Appends to a file being written front to back (archives: cpio, tar). */
+export interface SequentialWriter {
+  put(b: Buffer): Promise<void>;
+  /** Stream a host file of `size` bytes; it must not change size meanwhile. */
+  putFile(file: string, size: number): Promise<void>;
+  /** Bytes written so far. */
+  readonly position: number;
+}
+
+/** Create `out` and let `fill` write it front to back; the file is closed whatever happens. */
+export async function writeSequentially(out: string, fill: (w: SequentialWriter) => Promise<void>): Promise<void> {
+  const fh = await fs.open(out, 'w');
+  let position = 0;
+  const put = async (b: Buffer) => {
+    await fh.write(b, 0, b.length, position);
+    position += b.length;
+  };
+  const writer: SequentialWriter = {
+    put,
+    async putFile(file, size) {
+      let copied = 0;
+      for await (const chunk of createReadStream(file, { highWaterMark: 4 * 1024 * 1024 })) {
+        await put(chunk as Buffer);
+        copied += (chunk as Buffer).length;
+      }
+      if (copied !== size) throw new Error(`${file} changed while being archived (${copied} bytes, expected ${size})`);
+    },
+    get position() {
+      return position;
+    },
+  };
+  try {
+    await fill(writer);
   } finally {
     await fh.close();
   }

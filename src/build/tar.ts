@@ -2,8 +2,8 @@
  * A minimal deterministic ustar writer: entries in the given order, fixed mtime, owner root
  * (0:0), mode 0644, padded to 10240-byte records. Enough for OVA packages.
  */
-import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import { writeSequentially } from './files';
 
 export interface TarEntry {
   name: string;
@@ -38,22 +38,14 @@ export function ustarHeader(name: string, size: number, mtime: number): Buffer {
 
 /** Write `entries` as a tar archive to `out`. */
 export async function writeTar(out: string, entries: readonly TarEntry[], mtime: number): Promise<void> {
-  const fh = await fs.open(out, 'w');
-  let pos = 0;
-  const put = async (b: Buffer) => {
-    await fh.write(b, 0, b.length, pos);
-    pos += b.length;
-  };
-  try {
+  await writeSequentially(out, async (w) => {
     for (const e of entries) {
       const { size } = await fs.stat(e.file);
-      await put(ustarHeader(e.name, size, mtime));
-      for await (const chunk of createReadStream(e.file, { highWaterMark: 4 * 1024 * 1024 })) await put(chunk as Buffer);
-      if (size % 512) await put(Buffer.alloc(512 - (size % 512)));
+      await w.put(ustarHeader(e.name, size, mtime));
+      await w.putFile(e.file, size);
+      if (size % 512) await w.put(Buffer.alloc(512 - (size % 512)));
     }
-    await put(Buffer.alloc(1024));
-    if (pos % 10240) await put(Buffer.alloc(10240 - (pos % 10240)));
-  } finally {
-    await fh.close();
-  }
+    await w.put(Buffer.alloc(1024));
+    if (w.position % 10240) await w.put(Buffer.alloc(10240 - (w.position % 10240)));
+  });
 }

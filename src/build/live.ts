@@ -251,7 +251,7 @@ async function specialModePaths(root: string): Promise<string[]> {
  */
 async function imageTree(ctx: BuildContext): Promise<string> {
   const tree = path.join(await liveDir(ctx), 'tree');
-  await fs.rm(tree, { recursive: true, force: true });
+  await fs.rm(tree, { recursive: true, force: true, maxRetries: 3 });
   await fs.mkdir(tree);
   const fsImage = rootFsOfDisk(ctx);
   const { stderr } = await debugfsRequest(fsImage, `rdump / "${tree}"`, { signal: ctx.options.signal });
@@ -280,7 +280,7 @@ export function liveRootSquashfs(ctx: BuildContext): Promise<string> {
     const out = path.join(await liveDir(ctx), 'root.squashfs');
     await fs.rm(out, { force: true });
     await mksquashfs({ sources: [tree], dest: out, epoch: ctx.plan.sourceDateEpoch }, { signal: ctx.options.signal });
-    await fs.rm(tree, { recursive: true, force: true });
+    await fs.rm(tree, { recursive: true, force: true, maxRetries: 3 });
     await fs.utimes(out, ctx.plan.sourceDateEpoch, ctx.plan.sourceDateEpoch);
     return out;
   });

@@ -6,11 +6,11 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildPlanError } from '../errors';
 import { logger } from '../log';
-import type { BuildContext, BuildOptions } from './context';
+import type { Artifact, BuildContext, BuildOptions } from './context';
 import { step } from './context';
 import { diskLayout, layerIds, partitionDisk, prepareBaseDisk } from './disk';
 import { applyPayload } from './ext4';
-import { resolveFormats } from './formats';
+import { resolveFormats, type OutputFormat } from './formats';
 import type { Lock } from './lock';
 import { writeManifest, type BuildManifest } from './manifest';
 import { inputDigest, validatePlan, type BuildPlan } from './plan';
@@ -49,15 +49,43 @@ export async function buildImage(plan: BuildPlan, options: BuildOptions): Promis
     const baseDisk = await step(ctx, 'prepareBaseDisk', prepareBaseDisk);
     ctx.rawDisk = await step(ctx, 'partitionDisk', (c) => partitionDisk(c, baseDisk, layout));
     await step(ctx, 'applyPayload', (c) => applyPayload(c, `${c.rawDisk}?offset=${layout.root.offset}`, layerIds(c.layer!.digest).rootFsUuid));
-    // Formats only read the finished raw disk: produce them concurrently (qemu-img runs in its own
-    // process while Node digests), then list artifacts in the plan's order.
-    const produced = await Promise.all(formats.map((format) => step(ctx, `produce-${format.name}`, format.produce)));
-    ctx.artifacts.push(...produced.flat());
+    ctx.artifacts.push(...(await produceAll(ctx, formats)).flat());
     const manifest = await step(ctx, 'writeManifest', writeManifest);
     const totalMs = Math.round(performance.now() - started);
     ctx.log.info({ ms: totalMs, ranMmdebstrap: ctx.ranMmdebstrap, inputDigest: ctx.inputDigest.slice(0, 16) }, 'image built');
     return { manifest, lock: ctx.lock!, ranMmdebstrap: ctx.ranMmdebstrap, timings: ctx.timings, totalMs };
   } finally {
-    if (!options.keepWorkDir) await fs.rm(workDir, { recursive: true, force: true });
+    // A leftover work directory must never hide the build's own outcome.
+    if (!options.keepWorkDir) await fs.rm(workDir, { recursive: true, force: true, maxRetries: 3 }).catch((err: unknown) => ctx.log.warn({ err, workDir }, 'work directory not removed'));
+  }
+}
+
+/**
+ * Formats only read the finished raw disk: produce them concurrently (qemu-img runs in its own
+ * process while Node digests), artifacts in the plan's order. The first failure stops the others
+ * and is what the build reports, once every format has stopped writing into the work directory.
+ */
+export async function produceAll(ctx: BuildContext, formats: readonly OutputFormat[]): Promise<Artifact[][]> {
+  const stop = new AbortController();
+  const outer = ctx.options.signal;
+  const relay = () => stop.abort(outer?.reason);
+  if (outer?.aborted) relay();
+  outer?.addEventListener('abort', relay, { once: true });
+  const formatCtx: BuildContext = { ...ctx, options: { ...ctx.options, signal: stop.signal } };
+  let first: { error: unknown } | undefined;
+  try {
+    const results = await Promise.allSettled(
+      formats.map((format) =>
+        step(formatCtx, `produce-${format.name}`, format.produce).catch((error: unknown) => {
+          first ??= { error };
+          stop.abort(error);
+          throw error;
+        }),
+      ),
+    );
+    if (first) throw first.error;
+    return results.map((r) => (r as PromiseFulfilledResult<Artifact[]>).value);
+  } finally {
+    outer?.removeEventListener('abort', relay);
   }
 }

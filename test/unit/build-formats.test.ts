@@ -38,3 +38,35 @@ test('help text has one line per format, generated from the table', () => {
   expect(lines).toHaveLength(FORMAT_NAMES.length);
   for (const [i, name] of Object.keys(OUTPUT_FORMATS).entries()) expect(lines[i]!.startsWith(name)).toBe(true);
 });
+
+describe('producing formats concurrently', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { produceAll } = require('../../src/build/pipeline') as typeof import('../../src/build/pipeline');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { logger } = require('../../src/log') as typeof import('../../src/log');
+  const ctx = () => ({ plan: {}, options: {}, log: logger, workDir: '/nonexistent', ranMmdebstrap: false, shared: new Map(), artifacts: [], timings: {} }) as never;
+  const artifact = (format: string) => ({ format, file: `${format}.out`, path: `/out/${format}.out`, sha256: '0'.repeat(64), size: 1 });
+
+  test('the first failure is reported, after the other formats were stopped and have settled', async () => {
+    const events: string[] = [];
+    const slow = {
+      name: 'slow', description: '', fileName: () => 'slow',
+      produce: (c: { options: { signal: AbortSignal } }) =>
+        new Promise((_resolve, reject) => {
+          c.options.signal.addEventListener('abort', () => setTimeout(() => {
+            events.push('slow stopped');
+            reject(new Error('slow: cancelled'));
+          }, 50));
+        }),
+    };
+    const failing = { name: 'failing', description: '', fileName: () => 'failing', produce: async () => { events.push('failing failed'); throw new Error('failing: disk full'); } };
+    await expect(produceAll(ctx(), [slow, failing] as never)).rejects.toThrow('failing: disk full');
+    expect(events).toEqual(['failing failed', 'slow stopped']);
+  });
+
+  test('all succeed: artifacts in the plan order, whatever order they finish in', async () => {
+    const after = (ms: number, format: string) => ({ name: format, description: '', fileName: () => format, produce: () => new Promise((r) => setTimeout(() => r([artifact(format)]), ms)) });
+    const out = await produceAll(ctx(), [after(30, 'a'), after(1, 'b')] as never);
+    expect(out.flat().map((a) => a.format)).toEqual(['a', 'b']);
+  });
+});

@@ -78,8 +78,9 @@ test('build → manifest JSON, kubedos.lock, clean qcow2/vmdk; a repeat reuses; 
   expect(rebuilt.artifacts[0]!.sha256).not.toBe(built.artifacts.find((a) => a.format === 'qcow2')!.sha256);
 });
 
-test('asking for a format the engine does not make yet is a clear error naming it', async () => {
-  const r = await kubedos(['build', specDir, '--format', 'qcow2,iso'], env);
+test('asking for a format the Foundry does not know is a clear error naming it and the known ones', async () => {
+  const r = await kubedos(['build', specDir, '--format', 'qcow2,vhdx'], env);
   expect(r.code).toBe(2);
-  expect(r.stderr).toMatch(/format iso cannot be manufactured yet/);
+  expect(r.stderr).toMatch(/unknown format vhdx/);
+  expect(r.stderr).toMatch(/the Foundry builds raw, qcow2, .*installer-media, pxe/);
 });

@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cliEnv, kubedos, pidAlive } from '../support/cli';
+import { cliEnv, kubedos, pidAlive, pinnedStackPorts } from '../support/cli';
 import type { FleetStatus } from '../../workflows/fleet-api';
 
 let home: string;
@@ -46,11 +46,12 @@ fleets:
 `;
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   home = mkdtempSync(path.join(os.tmpdir(), 'kubedos-fleet-home-'));
   specFile = path.join(home, 'kubedos.yaml');
   writeFileSync(specFile, spec(3, '0s'));
-  env = cliEnv({ KUBEDOS_HOME: home, KUBEDOS_POOLS: 'control', TEMPORAL_ADDRESS: undefined });
+  // The dev server is killed and restarted below: its ports must still be its own then.
+  env = cliEnv({ KUBEDOS_HOME: home, KUBEDOS_POOLS: 'control', TEMPORAL_ADDRESS: undefined, ...(await pinnedStackPorts()) });
 });
 
 afterAll(async () => {

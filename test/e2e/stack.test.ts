@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Worker } from '@temporalio/worker';
-import { ROOT, cliEnv, kubedos, pidAlive, startLongRunning, temporalWorkflowIds } from '../support/cli';
+import { ROOT, cliEnv, kubedos, pidAlive, pinnedStackPorts, startLongRunning, temporalWorkflowIds } from '../support/cli';
 import { connectTestEnv, testAddress, type TestEnv } from '../support/temporal';
 import { createPoolWorker } from '../../workers/run-pool';
 
@@ -89,7 +89,7 @@ test('stack start → doctor → stop → start again keeps the finished run (SQ
 
 test('kubedos dev in the foreground: crash (SIGKILL) and restart keeps the runs; Ctrl-C stops everything', async () => {
   const home = newHome();
-  const env = cliEnv({ KUBEDOS_HOME: home, KUBEDOS_POOLS: 'control,build' });
+  const env = cliEnv({ KUBEDOS_HOME: home, KUBEDOS_POOLS: 'control,build', ...(await pinnedStackPorts()) });
   const first = await startLongRunning(['dev'], env, /Press Ctrl-C/);
   expect(first.output()).toMatch(/Temporal Web UI: http:\/\/127\.0\.0\.1:\d+/);
 

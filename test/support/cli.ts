@@ -2,6 +2,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { freePort } from '../../src/exec/ports';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const KUBEDOS = path.join(ROOT, 'bin', 'kubedos');
@@ -73,4 +74,12 @@ export function pidAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Ports of their own for a test stack that is killed and restarted: a home keeps the ports it
+ * had, and another suite's fresh stack (which tries 7233 first) may take the default meanwhile.
+ */
+export async function pinnedStackPorts(): Promise<{ KUBEDOS_TEMPORAL_PORT: string; KUBEDOS_UI_PORT: string }> {
+  return { KUBEDOS_TEMPORAL_PORT: String(await freePort()), KUBEDOS_UI_PORT: String(await freePort()) };
 }

@@ -8,8 +8,9 @@ import * as path from 'node:path';
 import type { BuildPlan, FormatName } from '../../src/build';
 import type { Artifact, BuildContext, Layer } from '../../src/build/context';
 import { OUTPUT_FORMATS } from '../../src/build/formats';
+import { produceAll } from '../../src/build/pipeline';
 import { logger } from '../../src/log';
-import type { BuiltImage } from './images';
+import { TEST_PLAN, type BuiltImage } from './images';
 
 /** The layer a built image was made from, as the engine reads it from the cache. */
 export async function layerOf(img: BuiltImage): Promise<Layer> {
@@ -38,9 +39,37 @@ export async function reproduceFormats(img: BuiltImage, plan: BuildPlan, formats
     timings: {},
   };
   try {
-    const produced = await Promise.all(formats.map((f) => OUTPUT_FORMATS[f].produce(ctx)));
-    return produced.flat();
+    return (await produceAll(ctx, formats.map((f) => OUTPUT_FORMATS[f]))).flat();
   } finally {
     await fs.rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Fail unless `again` (a fresh production) has the files and digests the shared test image's
+ * build recorded for `formats`. The message names the other cause besides non-determinism: a
+ * cached image older than a change to a format's code (its key does not cover format code).
+ */
+export function expectSameAsBuilt(img: BuiltImage, formats: readonly string[], again: readonly { file: string; sha256: string }[]): void {
+  const line = (a: { file: string; sha256: string }) => `${a.file} ${a.sha256}`;
+  const built = img.manifest.artifacts.filter((a) => formats.includes(a.format)).map(line).sort();
+  const fresh = again.map(line).sort();
+  if (fresh.join('\n') !== built.join('\n')) {
+    throw new Error(
+      `${formats.join('+')}: a second production differs from the build in ${img.dir}: not deterministic, or that cached image predates a change to the code of ${formats.join(', ')} (remove the directory to rebuild it)\nbuilt:\n  ${built.join('\n  ')}\nagain:\n  ${fresh.join('\n  ')}`,
+    );
+  }
+}
+
+/** Produce `formats` a second time into `outputDir` (removed afterwards) and expect the build's digests. */
+export async function expectReproduced(img: BuiltImage, formats: readonly FormatName[], outputDir: string, inspect?: (again: Artifact[]) => Promise<void>): Promise<void> {
+  try {
+    const started = Date.now();
+    const again = await reproduceFormats(img, TEST_PLAN, formats, outputDir);
+    console.log(`${formats.join('+')} produced again in ${Date.now() - started} ms`);
+    expectSameAsBuilt(img, formats, again);
+    await inspect?.(again);
+  } finally {
+    await fs.rm(outputDir, { recursive: true, force: true });
   }
 }

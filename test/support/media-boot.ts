@@ -104,18 +104,3 @@ export async function bootAndWatch(dir: string, machine: Omit<QemuMachineArgs, '
     socket?.destroy();
   }
 }
-
-/**
- * Fail unless `again` (a fresh production) has the files and digests the shared test image's
- * build recorded for `format`. The message names the other cause besides non-determinism: a
- * cached image older than a change to the format's code (its key does not cover format code).
- */
-export function expectSameAsBuilt(img: { dir: string; manifest: { artifacts: readonly { format: string; file: string; sha256: string }[] } }, format: string, again: readonly { file: string; sha256: string }[]): void {
-  const built = img.manifest.artifacts.filter((a) => a.format === format).map((a) => `${a.file} ${a.sha256}`);
-  const fresh = again.map((a) => `${a.file} ${a.sha256}`);
-  if (fresh.join('\n') !== built.join('\n')) {
-    throw new Error(
-      `${format}: a second production differs from the build in ${img.dir}: not deterministic, or that cached image predates a change to the ${format} code (remove the directory to rebuild it)\nbuilt:\n  ${built.join('\n  ')}\nagain:\n  ${fresh.join('\n  ')}`,
-    );
-  }
-}

@@ -12,10 +12,10 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { MMDS_READER } from '../../src/build/mmds-reader';
-import { NOCLOUD_AWK, NOCLOUD_READER } from '../../src/build/nocloud-reader';
 import { generateIdentity } from '../../src/targets/identity';
 import { mmdsDocument } from '../../src/targets/mmds';
 import { renderNocloud } from '../../src/targets/nocloud';
+import { SCRATCH_HOSTNAME, scratchRoot } from '../support/scratch-root';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { answer } = require('../support/mmds-standin.cjs') as {
@@ -50,16 +50,7 @@ async function standIn(doc: unknown, token = TOKEN) {
 /** A scratch root and the image's /usr/lib/kubedos layout: nocloud.awk, metadata.d/{10-nocloud,20-mmds}. */
 async function scene(cmdline: string) {
   const dir = mkdtempSync(path.join(tmp, 'scene-'));
-  const root = path.join(dir, 'root');
-  for (const d of ['etc/ssh/sshd_config.d', 'proc/sys/kernel', 'root/.ssh', 'var/lib', 'run']) await fs.mkdir(path.join(root, d), { recursive: true });
-  await fs.writeFile(path.join(root, 'etc/hostname'), 'kubedos-test\n');
-  await fs.writeFile(path.join(root, 'etc/hosts'), '127.0.0.1\tlocalhost\n127.0.1.1\tkubedos-test\n');
-  await fs.writeFile(path.join(root, 'etc/machine-id'), '');
-  await fs.writeFile(path.join(root, 'proc/sys/kernel/hostname'), 'kubedos-test');
-  const lib = path.join(dir, 'lib');
-  await fs.mkdir(path.join(lib, 'metadata.d'), { recursive: true });
-  await fs.writeFile(path.join(lib, 'nocloud.awk'), NOCLOUD_AWK);
-  await fs.writeFile(path.join(lib, 'metadata.d', '10-nocloud'), NOCLOUD_READER, { mode: 0o755 });
+  const { root, lib } = await scratchRoot(dir);
   const reader = path.join(lib, 'metadata.d', '20-mmds');
   await fs.writeFile(reader, MMDS_READER, { mode: 0o755 });
   const cmdlineFile = path.join(dir, 'cmdline');
@@ -139,7 +130,7 @@ describe("the image's MMDS reader", () => {
       const r = await run(s, mmds.port);
       expect(r).toMatchObject({ status: 0, stdout: '', stderr: '' });
       expect(mmds.requests).toEqual([]);
-      expect(readFileSync(path.join(s.root, 'etc/hostname'), 'utf8')).toBe('kubedos-test\n');
+      expect(readFileSync(path.join(s.root, 'etc/hostname'), 'utf8')).toBe(`${SCRATCH_HOSTNAME}\n`);
     } finally {
       await mmds.close();
     }

@@ -9,8 +9,9 @@ import { mkdtempSync, promises as fs, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { NOCLOUD_AWK, NOCLOUD_READER } from '../../src/build/nocloud-reader';
+import { NOCLOUD_AWK } from '../../src/build/nocloud-reader';
 import { generateIdentity } from '../../src/targets/identity';
+import { scratchRoot } from '../support/scratch-root';
 import { renderNocloud, writeNocloudSeed, yamlQuote } from '../../src/targets/nocloud';
 
 let tmp: string;
@@ -149,19 +150,9 @@ describe('the reader in the image, on a scratch root', () => {
     for (const name of ['meta-data', 'user-data']) {
       execFileSync('mcopy', ['-i', raw, `::${name}`, path.join(seedDir, name)], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
     }
-    const root = path.join(dir, 'root');
-    for (const d of ['etc/ssh/sshd_config.d', 'proc/sys/kernel', 'root/.ssh', 'var/lib', 'run']) await fs.mkdir(path.join(root, d), { recursive: true });
-    await fs.writeFile(path.join(root, 'etc/hostname'), 'kubedos-test-0\n');
-    await fs.writeFile(path.join(root, 'etc/hosts'), '127.0.0.1\tlocalhost\n127.0.1.1\tkubedos-test-0\n::1\tlocalhost\n');
-    await fs.writeFile(path.join(root, 'etc/machine-id'), '');
-    await fs.writeFile(path.join(root, 'proc/sys/kernel/hostname'), 'kubedos-test-0');
+    const { root, lib } = await scratchRoot(dir);
     await fs.writeFile(path.join(root, 'root/.ssh/authorized_keys'), 'ssh-ed25519 AAAAbaked image-key\n', { mode: 0o600 });
-    const lib = path.join(dir, 'lib');
-    await fs.mkdir(path.join(lib, 'metadata.d'), { recursive: true });
-    await fs.writeFile(path.join(lib, 'nocloud.awk'), NOCLOUD_AWK);
-    const reader = path.join(lib, 'metadata.d', '10-nocloud');
-    await fs.writeFile(reader, NOCLOUD_READER, { mode: 0o755 });
-    return { root, seedDir, reader };
+    return { root, seedDir, reader: path.join(lib, 'metadata.d', '10-nocloud') };
   }
 
   function runReader(s: { root: string; seedDir: string; reader: string }) {

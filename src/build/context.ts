@@ -79,3 +79,13 @@ export async function step<T>(ctx: BuildContext, name: string, fn: (ctx: BuildCo
   ctx.options.onStep?.(name, ms);
   return result;
 }
+
+/** One intermediate product of a build (a path), made once and shared between formats through `ctx.shared`. */
+export function sharedOnce(ctx: BuildContext, key: string, make: () => Promise<string>): Promise<string> {
+  let made = ctx.shared.get(key);
+  if (!made) {
+    made = make();
+    ctx.shared.set(key, made);
+  }
+  return made;
+}

@@ -21,7 +21,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError } from '../errors';
 import { kernelCmdline } from './boot';
-import type { BuildContext } from './context';
+import { sharedOnce, type BuildContext } from './context';
 import { newcArchive, parentDirs, type CpioEntry } from './cpio';
 import { diskLayout, layerIds } from './disk';
 import { linkOrCopySparse } from './files';
@@ -180,16 +180,6 @@ mount_bottom() { :; }
 `;
 }
 
-/** Memoise one intermediate product of a build (a path) in `ctx.shared`. */
-function shared(ctx: BuildContext, key: string, make: () => Promise<string>): Promise<string> {
-  let made = ctx.shared.get(key);
-  if (!made) {
-    made = make();
-    ctx.shared.set(key, made);
-  }
-  return made;
-}
-
 async function liveDir(ctx: BuildContext): Promise<string> {
   const dir = path.join(ctx.workDir, 'live');
   await fs.mkdir(dir, { recursive: true });
@@ -275,7 +265,7 @@ async function imageTree(ctx: BuildContext): Promise<string> {
 
 /** The root squashfs of the live system (made once per build). */
 export function liveRootSquashfs(ctx: BuildContext): Promise<string> {
-  return shared(ctx, 'live-root-squashfs', async () => {
+  return sharedOnce(ctx, 'live-root-squashfs', async () => {
     const tree = await imageTree(ctx);
     const out = path.join(await liveDir(ctx), 'root.squashfs');
     await fs.rm(out, { force: true });
@@ -288,7 +278,7 @@ export function liveRootSquashfs(ctx: BuildContext): Promise<string> {
 
 /** The installer's payload: a squashfs holding the raw disk (sparse) and its size (made once per build). */
 export function installerDiskSquashfs(ctx: BuildContext): Promise<string> {
-  return shared(ctx, 'live-disk-squashfs', async () => {
+  return sharedOnce(ctx, 'live-disk-squashfs', async () => {
     const dir = path.join(await liveDir(ctx), 'install');
     await fs.rm(dir, { recursive: true, force: true });
     await fs.mkdir(dir);
@@ -368,7 +358,7 @@ async function liveInitrdAddition(ctx: BuildContext): Promise<Buffer> {
 
 /** The live initrd: the layer's initrd, padded to 4 bytes, then the kubedos archive (made once per build). */
 export function liveInitrd(ctx: BuildContext): Promise<string> {
-  return shared(ctx, 'live-initrd', async () => {
+  return sharedOnce(ctx, 'live-initrd', async () => {
     const base = await fs.readFile(ctx.layer!.initrd);
     const addition = await liveInitrdAddition(ctx);
     const out = path.join(await liveDir(ctx), 'initrd.img');
@@ -380,7 +370,7 @@ export function liveInitrd(ctx: BuildContext): Promise<string> {
 
 /** The live kernel: the layer's own (a copy in the work directory, mtime at the epoch). */
 export function liveKernel(ctx: BuildContext): Promise<string> {
-  return shared(ctx, 'live-kernel', async () => {
+  return sharedOnce(ctx, 'live-kernel', async () => {
     const out = path.join(await liveDir(ctx), 'vmlinuz');
     await fs.copyFile(ctx.layer!.kernel, out);
     await fs.utimes(out, ctx.plan.sourceDateEpoch, ctx.plan.sourceDateEpoch);

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError } from '../errors';
-import type { BuildContext } from './context';
+import { sharedOnce, type BuildContext } from './context';
 import { diskLayout, layerIds } from './disk';
 import { createSparseFile, parseExtents } from './files';
 import { dataExtents } from './tools/data-extents';
@@ -71,10 +71,5 @@ async function makeRootImage(ctx: BuildContext): Promise<string> {
 
 /** The root ext4 of this build (in the work directory), cut out once and shared between formats. */
 export function rootFilesystemImage(ctx: BuildContext): Promise<string> {
-  let made = ctx.shared.get(SHARED_KEY);
-  if (!made) {
-    made = makeRootImage(ctx);
-    ctx.shared.set(SHARED_KEY, made);
-  }
-  return made;
+  return sharedOnce(ctx, SHARED_KEY, () => makeRootImage(ctx));
 }

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError } from '../../errors';
-import type { BuildContext } from '../context';
+import { sharedOnce, type BuildContext } from '../context';
 import { linkOrCopySparse } from '../files';
 import { sha256Hex } from '../plan';
 import { qemuImgConvert } from '../tools/qemu-img';
@@ -49,12 +49,7 @@ export async function fixVmdkCid(file: string): Promise<string> {
 
 /** The streamOptimized vmdk in the work directory, made once per build (vmdk and ova share it). */
 export function streamOptimizedVmdk(ctx: BuildContext): Promise<string> {
-  let made = ctx.shared.get(SHARED_KEY);
-  if (!made) {
-    made = makeStreamOptimizedVmdk(ctx);
-    ctx.shared.set(SHARED_KEY, made);
-  }
-  return made;
+  return sharedOnce(ctx, SHARED_KEY, () => makeStreamOptimizedVmdk(ctx));
 }
 
 async function makeStreamOptimizedVmdk(ctx: BuildContext): Promise<string> {

@@ -1,5 +1,5 @@
 /**
- * Manufacturing activities (build pool): thin adapters over src/build. They heartbeat with the
+ * Manufacturing activities (build pool): thin adapters over src/foundry. They heartbeat with the
  * current step, pass the cancellation signal down to every subprocess, and are idempotent: the
  * result is recorded under the (plan, lock) key, and a repeat finds it and skips.
  *
@@ -12,8 +12,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import { buildImage as runBuild, parseLock, serializeLock } from '../src/build';
-import { parsePlan } from '../src/build/from-spec';
+import { buildImage as runBuild, parseLock, serializeLock } from '../src/foundry';
+import { parsePlan } from '../src/foundry/from-spec';
 import { BuildFailedError, StoreError } from '../src/errors';
 import type { ArtifactStore } from '../src/store/store';
 
@@ -36,7 +36,7 @@ export interface BuildDeps {
   debCacheDir: string;
   /** Scratch space for builds in progress. */
   workDir: string;
-  /** The engine. @default buildImage from src/build */
+  /** The engine. @default buildImage from src/foundry */
   engine?: typeof runBuild;
 }
 

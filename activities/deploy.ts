@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { NodeUnhealthyError, waitHealthy, type SshProbe } from '../src/health/check';
-import type { HealthCheck, TargetSpec } from '../src/spec/types';
+import type { HealthCheck, TargetSpec } from '../src/platform/types';
 import type { DriverContext, ImageSource, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../src/targets/driver';
 import { generateIdentity, type PublicIdentity } from '../src/targets/identity';
 import { createDriver } from '../src/targets';

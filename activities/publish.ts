@@ -11,7 +11,7 @@
  */
 import os from 'node:os';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { BuildManifest } from '../src/build/manifest';
+import type { BuildManifest } from '../src/foundry/manifest';
 import { DigestMismatchError } from '../src/errors';
 import { imageRef } from '../src/store/fetch';
 import { parsePublication, publicationDigests, publishBuild as publishToStore } from '../src/store/publish';

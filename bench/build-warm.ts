@@ -7,7 +7,7 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildImage } from '../src/build';
+import { buildImage } from '../src/foundry';
 import { builtImage, sharedCaches, TEST_PLAN } from '../test/support/images';
 
 function load(): string {

@@ -24,7 +24,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildImage, type BuildPlan, type BuildResult } from '../src/build';
+import { buildImage, type BuildPlan, type BuildResult } from '../src/foundry';
 
 process.env.KUBEDOS_LOG_LEVEL ??= 'warn';
 

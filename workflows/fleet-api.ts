@@ -6,7 +6,7 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ImageRef, TargetRef } from '../activities/deploy';
-import type { HealthCheck } from '../src/spec/types';
+import type { HealthCheck } from '../src/platform/types';
 import type { PublicIdentity } from '../src/targets/identity';
 
 export type { ImageRef, TargetRef };

@@ -8,7 +8,7 @@ import { fleetWorkflowId } from '../../workflows/fleet-api';
 import type { RolloutStatus } from '../../workflows/rollout';
 import { ConfigError } from '../errors';
 import { POOLS, TARGET_POOL } from '../pools/pools';
-import type { Spec } from '../spec/types';
+import type { Spec } from '../platform/types';
 import { renderTable } from './output';
 
 /** The fleet workflow's input for one fleet of the spec, running `image`. */

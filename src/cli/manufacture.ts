@@ -5,13 +5,13 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { BuildHeartbeat, BuildImageResult } from '../../activities/build';
 import type { ManufactureInput, manufacture } from '../../workflows/manufacture';
-import { lockDigest, parseLock, serializeLock } from '../build/lock';
-import { planFromSpec, serializePlan } from '../build/from-spec';
+import { lockDigest, parseLock, serializeLock } from '../foundry/lock';
+import { planFromSpec, serializePlan } from '../foundry/from-spec';
 import { ConfigError } from '../errors';
 import { POOLS } from '../pools/pools';
-import { readLockFile, usableLock, writeLockFile, type LockFile } from '../spec/lock-file';
-import { specDigest } from '../spec/digest';
-import type { Spec } from '../spec/types';
+import { readLockFile, usableLock, writeLockFile, type LockFile } from '../platform/lock-file';
+import { specDigest } from '../platform/digest';
+import type { Spec } from '../platform/types';
 import type { ArtifactStore } from '../store/store';
 import { workflowUiLink, type ConnectionSettings } from '../temporal/connection';
 import { note } from './output';

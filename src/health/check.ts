@@ -7,7 +7,7 @@ import net from 'node:net';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CancelledError, KubedosError } from '../errors';
-import type { HealthCheck } from '../spec/types';
+import type { HealthCheck } from '../platform/types';
 import type { DriverContext, TargetDriver } from '../targets/driver';
 import type { PublicIdentity } from '../targets/identity';
 

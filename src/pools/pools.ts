@@ -4,7 +4,7 @@
  */
 
 import { ConfigError } from '../errors';
-import type { TargetType } from '../spec/catalog';
+import type { TargetType } from '../platform/catalog';
 
 export const POOL_NAMES = ['control', 'build', 'kvm', 'vsphere', 'cloud'] as const;
 export type PoolName = (typeof POOL_NAMES)[number];

@@ -3,7 +3,7 @@
  * unpadded base64 of sha256 over the key's wire-format blob (the base64 field of the key line).
  */
 import { createHash } from 'node:crypto';
-import { sshPublicKeyProblem } from '../spec/openssh';
+import { sshPublicKeyProblem } from '../platform/openssh';
 
 /** A parsed OpenSSH public key line `type base64 [comment]`. */
 export interface PublicKey {

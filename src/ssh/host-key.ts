@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { HostKeyMismatchError, HostKeyNotPinnedError } from '../errors';
-import { SHA256_FINGERPRINT_PATTERN } from '../spec/openssh';
+import { SHA256_FINGERPRINT_PATTERN } from '../platform/openssh';
 import { blobKeyType, parsePublicKey, sshFingerprint } from './fingerprint';
 import { entriesFor, knownHostsName, parseKnownHosts } from './known-hosts';
 

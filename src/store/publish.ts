@@ -5,8 +5,8 @@
  * last step leaves only unreferenced blobs (gc removes them).
  */
 import path from 'node:path';
-import type { BuildManifest } from '../build/manifest';
-import { parseLock } from '../build/lock';
+import type { BuildManifest } from '../foundry/manifest';
+import { parseLock } from '../foundry/lock';
 import { DigestMismatchError, StoreError } from '../errors';
 import { buildProvenance, IN_TOTO_MEDIA_TYPE, serializeProvenance } from './provenance';
 import { buildSbom, packagesFromLock, serializeSbom, SPDX_MEDIA_TYPE } from './sbom';

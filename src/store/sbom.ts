@@ -7,7 +7,7 @@
  * time from SOURCE_DATE_EPOCH, never from the clock or a random UUID, so one image has one SBOM.
  */
 import { createHash } from 'node:crypto';
-import type { Lock, LockedPackage } from '../build/lock';
+import type { Lock, LockedPackage } from '../foundry/lock';
 
 /** Base of the URIs KubeDos mints (SPDX namespaces, SLSA build type and builder id). */
 export const KUBEDOS_URI_BASE = 'https://kubedos.invalid';

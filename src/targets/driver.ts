@@ -5,7 +5,7 @@
  * orphans can be found. A new substrate is one new file implementing this and one registry line
  * in ./index.ts. Every method is idempotent: activities may be retried at any point.
  */
-import type { TargetSpec, TargetType } from '../spec/types';
+import type { TargetSpec, TargetType } from '../platform/types';
 import type { NodeIdentity, PublicIdentity } from './identity';
 
 /** Labels every node carries, on the substrate itself (VM name/notes, state files). */

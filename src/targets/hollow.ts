@@ -15,7 +15,7 @@ import path from 'node:path';
 import { projectRoot } from '../config/paths';
 import { ToolMissingError } from '../errors';
 import { isOurProcess, spawnDaemon, stopProcess } from '../exec/daemon';
-import type { TargetOf } from '../spec/types';
+import type { TargetOf } from '../platform/types';
 import type { CreateNodeRequest, DriverEnvironment, NodeAddress, NodeLabels, OwnedNode, TargetDriver } from './driver';
 import { publicPart, type PublicIdentity } from './identity';
 

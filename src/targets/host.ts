@@ -1,6 +1,6 @@
 /**
  * The machine a driver works on: this one, or one reached over SSH. Drivers build argv arrays
- * (with the per-tool modules in src/build/tools) and files, and a host runs and stores them the
+ * (with the per-tool modules in src/foundry/tools) and files, and a host runs and stores them the
  * same way in both places: locally through the tool runner and node:fs; remotely through the SSH
  * layer (argv quoted by it, never concatenated here; files over SFTP; large files by a verified,
  * resumable upload).

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { stateDir } from '../config/paths';
 import { ConfigError } from '../errors';
-import type { TargetSpec, TargetType } from '../spec/types';
+import type { TargetSpec, TargetType } from '../platform/types';
 import type { DriverEnvironment, DriverFactory, TargetDriver } from './driver';
 import { HollowDriver } from './hollow';
 import { ProxmoxDriver } from './proxmox';

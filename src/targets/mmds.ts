@@ -2,7 +2,7 @@
  * Deploy-time identity for Firecracker microVMs: the MMDS document a driver PUTs to Firecracker's
  * `/mmds` endpoint before boot. It holds the node's NoCloud files (the same text a cidata seed
  * carries, src/targets/nocloud.ts) as two strings, which the image's MMDS reader
- * (src/build/mmds-reader.ts) reads back as text and applies with its NoCloud reader.
+ * (src/foundry/mmds-reader.ts) reads back as text and applies with its NoCloud reader.
  */
 import { renderNocloud, type NocloudInput } from './nocloud';
 

@@ -3,7 +3,7 @@
  * guests read: a small vfat filesystem labelled CIDATA holding `meta-data` (instance-id,
  * local-hostname) and `user-data` (#cloud-config). Only standard cloud-init keys are written, so
  * a stock cloud-init image applies the seed exactly as KubeDos's own first-boot reader
- * (src/build/nocloud-reader.ts) does:
+ * (src/foundry/nocloud-reader.ts) does:
  *
  *   hostname, ssh_keys.ed25519_private/_public (the Foundry's host key), ssh_genkeytypes: []
  *   (no other, unpinned keys), ssh_authorized_keys (+ disable_root: false so they reach root),
@@ -17,9 +17,9 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { mkfsVfat } from '../build/tools/mkfs';
-import { mcopy } from '../build/tools/mtools';
-import { qemuImgConvert } from '../build/tools/qemu-img';
+import { mkfsVfat } from '../foundry/tools/mkfs';
+import { mcopy } from '../foundry/tools/mtools';
+import { qemuImgConvert } from '../foundry/tools/qemu-img';
 import type { NodeIdentity } from './identity';
 
 export interface NocloudInput {

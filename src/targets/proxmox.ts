@@ -44,7 +44,7 @@
 import path from 'node:path';
 import { ConfigError, GuestAgentUnavailableError, KubedosError, NodeNotRunningError, NotOwnedVmError, TargetNodeNotFoundError, VmidRangeExhaustedError } from '../errors';
 import { logger } from '../log';
-import type { TargetOf } from '../spec/types';
+import type { TargetOf } from '../platform/types';
 import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from './driver';
 import { commandStderr, SshHost, type TargetHost } from './host';
 import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from './identity';

@@ -6,8 +6,8 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildImage, layerDigest, lockDigest, parseLock, serializeLock, type Lock } from '../../src/build';
-import { sha256File } from '../../src/build/lock';
+import { buildImage, layerDigest, lockDigest, parseLock, serializeLock, type Lock } from '../../src/foundry';
+import { sha256File } from '../../src/foundry/lock';
 import { LockedPackageUnavailableError } from '../../src/errors';
 import { builtImage, sharedCaches, TEST_PLAN, type BuiltImage } from '../support/images';
 

@@ -6,8 +6,8 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildImage, serializeLock, type BuildResult } from '../../src/build';
-import { sha256File } from '../../src/build/lock';
+import { buildImage, serializeLock, type BuildResult } from '../../src/foundry';
+import { sha256File } from '../../src/foundry/lock';
 import { builtImage, TEST_PLAN, type BuiltImage } from '../support/images';
 
 jest.setTimeout(40 * 60 * 1000);

@@ -5,13 +5,13 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildImage, OUTPUT_FORMATS, sourcesList, type BuildPlan } from '../../src/build';
-import { sha256File } from '../../src/build/lock';
-import { DPKG_PATH_FILTERS } from '../../src/build/rootfs';
-import { diskLayout } from '../../src/build/disk';
-import { debugfsRequest } from '../../src/build/tools/debugfs';
-import { qemuImgCheck } from '../../src/build/tools/qemu-img';
-import { qemuMachine } from '../../src/build/tools/qemu-system';
+import { buildImage, OUTPUT_FORMATS, sourcesList, type BuildPlan } from '../../src/foundry';
+import { sha256File } from '../../src/foundry/lock';
+import { DPKG_PATH_FILTERS } from '../../src/foundry/rootfs';
+import { diskLayout } from '../../src/foundry/disk';
+import { debugfsRequest } from '../../src/foundry/tools/debugfs';
+import { qemuImgCheck } from '../../src/foundry/tools/qemu-img';
+import { qemuMachine } from '../../src/foundry/tools/qemu-system';
 import { builtImage, sharedCaches, TEST_PLAN, type BuiltImage } from '../support/images';
 
 jest.setTimeout(30 * 60 * 1000);

@@ -1,6 +1,6 @@
 /**
  * The installer-media format, run on the shared test image with installer media assembled from
- * the debian-installer-12-netboot-amd64 package like Debian's mini.iso (src/build/debian-mini-iso):
+ * the debian-installer-12-netboot-amd64 package like Debian's mini.iso (src/foundry/debian-mini-iso):
  * the source is checked against its sha256 (path, URL, and debian-mini assembled by the build), both El Torito boot images survive the repack,
  * the media's own files stay, the preseed and payload ride in a new initrd; booted under SeaBIOS
  * and OVMF (TCG) until d-i has read the preseed (its early_command line) and moved past the
@@ -14,12 +14,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
-import type { BuildPlan } from '../../src/build';
+import type { BuildPlan } from '../../src/foundry';
 import { BuildFailedError } from '../../src/errors';
-import { installerMedia } from '../../src/build/formats/installer-media';
-import { INSTALLER_PATHS, parseElTorito, parseFindOutput, preseedLoadedLine } from '../../src/build/installer-media';
-import { xorrisoExtract, xorrisoFindFiles, xorrisoReport } from '../../src/build/tools/xorriso';
-import { debianMiniIso, type MiniIso } from '../../src/build/debian-mini-iso';
+import { installerMedia } from '../../src/foundry/formats/installer-media';
+import { INSTALLER_PATHS, parseElTorito, parseFindOutput, preseedLoadedLine } from '../../src/foundry/installer-media';
+import { xorrisoExtract, xorrisoFindFiles, xorrisoReport } from '../../src/foundry/tools/xorriso';
+import { debianMiniIso, type MiniIso } from '../../src/foundry/debian-mini-iso';
 import { bootAndWatch, ovmf, type WatchResult } from '../support/media-boot';
 import { reproduceFormats } from '../support/format-context';
 import { builtImage, TEST_PLAN, type BuiltImage } from '../support/images';

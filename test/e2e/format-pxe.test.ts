@@ -8,10 +8,10 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { pxeFiles } from '../../src/build/formats/pxe';
-import { LIVE_PATHS } from '../../src/build/live';
-import { sha256File } from '../../src/build/lock';
-import { xorrisoExtract } from '../../src/build/tools/xorriso';
+import { pxeFiles } from '../../src/foundry/formats/pxe';
+import { LIVE_PATHS } from '../../src/foundry/live';
+import { sha256File } from '../../src/foundry/lock';
+import { xorrisoExtract } from '../../src/foundry/tools/xorriso';
 import { bootAndWatch, ovmf } from '../support/media-boot';
 import { expectReproduced } from '../support/format-context';
 import { builtImage, TEST_PLAN, type BuiltImage } from '../support/images';

@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import type { Worker } from '@temporalio/worker';
 import { createDeployActivities, type TargetRef } from '../../activities/deploy';
 import { GuestAgentUnavailableError, HostKeyMismatchError, NodeNotRunningError } from '../../src/errors';
-import type { TargetOf } from '../../src/spec/types';
+import type { TargetOf } from '../../src/platform/types';
 import type { CreateNodeRequest, NodeLabels, PreparedImage } from '../../src/targets/driver';
 import { generateIdentity, publicPart } from '../../src/targets/identity';
 import { createDriver } from '../../src/targets';

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { BuildManifest } from '../../src/build/manifest';
+import type { BuildManifest } from '../../src/foundry/manifest';
 import { publishBuild } from '../../src/store/publish';
 import { blobKey, type S3Store } from '../../src/store/s3';
 import { FoundrySigner } from '../../src/store/signing';

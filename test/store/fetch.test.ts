@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { BuildManifest } from '../../src/build/manifest';
+import type { BuildManifest } from '../../src/foundry/manifest';
 import { ConfigError, DigestMismatchError, SignatureInvalidError, StoreError } from '../../src/errors';
 import { fetchVerifiedArtifact, resolveImageRef } from '../../src/store/fetch';
 import { gc } from '../../src/store/gc';

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createPublishActivities, type PublishBuildResult, type PublishHeartbeat } from '../../activities/publish';
-import type { BuildManifest } from '../../src/build/manifest';
+import type { BuildManifest } from '../../src/foundry/manifest';
 import { LocalStore } from '../../src/store/local';
 import type { S3Store } from '../../src/store/s3';
 import { FoundrySigner } from '../../src/store/signing';

@@ -7,7 +7,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { createDeployActivities, type TargetRef } from '../../activities/deploy';
 import { HollowDriver } from '../../src/targets/hollow';
-import type { TargetOf } from '../../src/spec/types';
+import type { TargetOf } from '../../src/platform/types';
 import { fleetStatusQuery, fleetWorkflowId, type FleetInput, type FleetStatus } from '../../workflows/fleet-api';
 import { testPoolWorker, type TestEnv } from './temporal';
 

@@ -5,10 +5,10 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { BuildPlan, FormatName } from '../../src/build';
-import type { Artifact, BuildContext, Layer } from '../../src/build/context';
-import { OUTPUT_FORMATS } from '../../src/build/formats';
-import { produceAll } from '../../src/build/pipeline';
+import type { BuildPlan, FormatName } from '../../src/foundry';
+import type { Artifact, BuildContext, Layer } from '../../src/foundry/context';
+import { OUTPUT_FORMATS } from '../../src/foundry/formats';
+import { produceAll } from '../../src/foundry/pipeline';
 import { logger } from '../../src/log';
 import { TEST_PLAN, type BuiltImage } from './images';
 

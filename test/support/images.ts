@@ -8,8 +8,8 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildImage, canonicalJson, LAYER_KIND, manifestFileName, parseLock, sha256Hex, type BuildManifest, type BuildPlan, type BuildResult, type Lock } from '../../src/build';
-import { renderPayload } from '../../src/build/payload';
+import { buildImage, canonicalJson, LAYER_KIND, manifestFileName, parseLock, sha256Hex, type BuildManifest, type BuildPlan, type BuildResult, type Lock } from '../../src/foundry';
+import { renderPayload } from '../../src/foundry/payload';
 
 export function testImagesRoot(): string {
   return process.env.KUBEDOS_TEST_IMAGES || path.join(os.tmpdir(), 'kubedos-test-images');

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { qemuMachine, type QemuMachineArgs } from '../../src/build/tools/qemu-system';
+import { qemuMachine, type QemuMachineArgs } from '../../src/foundry/tools/qemu-system';
 
 /** Console text without ANSI/VT100 escapes and carriage returns (d-i's newt screens, GRUB menus). */
 export function plainConsole(raw: string): string {

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { NOCLOUD_AWK, NOCLOUD_READER } from '../../src/build/nocloud-reader';
+import { NOCLOUD_AWK, NOCLOUD_READER } from '../../src/foundry/nocloud-reader';
 
 export const SCRATCH_HOSTNAME = 'kubedos-test-0';
 

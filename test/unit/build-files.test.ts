@@ -3,8 +3,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseExtents, sha256SparseFile } from '../../src/build/files';
-import { sha256File } from '../../src/build/lock';
+import { parseExtents, sha256SparseFile } from '../../src/foundry/files';
+import { sha256File } from '../../src/foundry/lock';
 
 let dir: string;
 beforeAll(async () => {

@@ -1,6 +1,6 @@
 /** The output-format registry: one implementation per format name, validated before any work. */
 import { BuildPlanError } from '../../src/errors';
-import { FORMAT_NAMES, OUTPUT_FORMATS, describeFormats, resolveFormats } from '../../src/build';
+import { FORMAT_NAMES, OUTPUT_FORMATS, describeFormats, resolveFormats } from '../../src/foundry';
 
 const image = { name: 'img', role: 'worker', hostname: 'h', files: [], units: [], firstBoot: [], authorizedKeys: [], passwordLogin: false, diskSizeBytes: 2 ** 30 };
 
@@ -41,7 +41,7 @@ test('help text has one line per format, generated from the table', () => {
 
 describe('producing formats concurrently', () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { produceAll } = require('../../src/build/pipeline') as typeof import('../../src/build/pipeline');
+  const { produceAll } = require('../../src/foundry/pipeline') as typeof import('../../src/foundry/pipeline');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { logger } = require('../../src/log') as typeof import('../../src/log');
   const ctx = () => ({ plan: {}, options: {}, log: logger, workDir: '/nonexistent', ranMmdebstrap: false, shared: new Map(), artifacts: [], timings: {} }) as never;

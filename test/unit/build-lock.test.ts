@@ -2,12 +2,12 @@
  * Lock serialisation, resolution parsing and derived identifiers: pure functions, no tools.
  * Everything here feeds a cache key or a byte on the disk, so values are pinned.
  */
-import { derivedUuid, layerDigest, lockDigest, lockInputsDigest, parseLock, serializeLock, validatePlan, type BasePlan, type Lock } from '../../src/build';
-import { diskLayout, layerIds, sfdiskScript } from '../../src/build/disk';
-import type { Paragraph } from '../../src/build/deb822';
-import { debFileName } from '../../src/build/lock';
-import { aptConfig, minbaseSelection, parsePrintUris } from '../../src/build/resolve';
-import { autoInstalled } from '../../src/build/rootfs';
+import { derivedUuid, layerDigest, lockDigest, lockInputsDigest, parseLock, serializeLock, validatePlan, type BasePlan, type Lock } from '../../src/foundry';
+import { diskLayout, layerIds, sfdiskScript } from '../../src/foundry/disk';
+import type { Paragraph } from '../../src/foundry/deb822';
+import { debFileName } from '../../src/foundry/lock';
+import { aptConfig, minbaseSelection, parsePrintUris } from '../../src/foundry/resolve';
+import { autoInstalled } from '../../src/foundry/rootfs';
 import { BuildFailedError } from '../../src/errors';
 
 const BASE: BasePlan = {

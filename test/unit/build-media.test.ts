@@ -6,20 +6,20 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { inputDigest, validatePlan, type BuildPlan } from '../../src/build';
-import { newcArchive, parentDirs, writeNewcArchive } from '../../src/build/cpio';
-import { grubConfig, grubEarlyConfig, isoBootEntries, isolinuxConfig, isoVolumeId } from '../../src/build/formats/iso';
+import { inputDigest, validatePlan, type BuildPlan } from '../../src/foundry';
+import { newcArchive, parentDirs, writeNewcArchive } from '../../src/foundry/cpio';
+import { grubConfig, grubEarlyConfig, isoBootEntries, isolinuxConfig, isoVolumeId } from '../../src/foundry/formats/iso';
 import {
   describeMedia, installerEntryOf, installerGrubConfig, installerIsolinuxConfig, parseElTorito, parseFindOutput, payloadForInstaller, preseedConfig,
-} from '../../src/build/installer-media';
-import { liveBootScript, liveKernelArgs, moduleClosure, parseModulesDep, resolveInTree } from '../../src/build/live';
-import { grubMkimageArgv } from '../../src/build/tools/grub-mkimage';
-import { mformatArgv } from '../../src/build/tools/mformat';
-import { mksquashfsArgv, unsquashfsExtractArgv, unsquashfsListArgv } from '../../src/build/tools/mksquashfs';
-import { qemuMachineArgv } from '../../src/build/tools/qemu-system';
-import { xorrisoExtractArgv, xorrisoFindFilesArgv, xorrisoHybridArgv, xorrisoRepackArgv, xorrisoReportArgv } from '../../src/build/tools/xorriso';
+} from '../../src/foundry/installer-media';
+import { liveBootScript, liveKernelArgs, moduleClosure, parseModulesDep, resolveInTree } from '../../src/foundry/live';
+import { grubMkimageArgv } from '../../src/foundry/tools/grub-mkimage';
+import { mformatArgv } from '../../src/foundry/tools/mformat';
+import { mksquashfsArgv, unsquashfsExtractArgv, unsquashfsListArgv } from '../../src/foundry/tools/mksquashfs';
+import { qemuMachineArgv } from '../../src/foundry/tools/qemu-system';
+import { xorrisoExtractArgv, xorrisoFindFilesArgv, xorrisoHybridArgv, xorrisoRepackArgv, xorrisoReportArgv } from '../../src/foundry/tools/xorriso';
 import { BuildFailedError } from '../../src/errors';
-import { parseSpec } from '../../src/spec';
+import { parseSpec } from '../../src/platform';
 import { SpecError } from '../../src/errors';
 
 const PLAN: BuildPlan = {

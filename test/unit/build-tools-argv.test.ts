@@ -2,18 +2,18 @@
  * The per-tool modules of the engine only build argv arrays: pin each one explicitly, so a
  * changed flag (which can change bytes on the disk) is a visible, reviewed diff.
  */
-import { aptGetPrintUrisArgv, aptGetUpdateArgv } from '../../src/build/tools/apt-get';
-import { cpSparseArgv } from '../../src/build/tools/cp';
-import { debugfsRequestArgv, debugfsWriteArgv } from '../../src/build/tools/debugfs';
-import { dataExtentsArgv } from '../../src/build/tools/data-extents';
-import { dpkgScanpackagesArgv } from '../../src/build/tools/dpkg-scanpackages';
-import { mkfsExt4Argv, mkfsVfatArgv } from '../../src/build/tools/mkfs';
-import { mmdebstrapArgv } from '../../src/build/tools/mmdebstrap';
-import { mcopyArgv, mdirArgv, mmdArgv } from '../../src/build/tools/mtools';
-import { objcopyAddSectionsArgv } from '../../src/build/tools/objcopy';
-import { qemuImgCheckArgv, qemuImgConvertArgv, qemuImgInfoArgv } from '../../src/build/tools/qemu-img';
-import { qemuMachineArgv } from '../../src/build/tools/qemu-system';
-import { sfdiskArgv, sfdiskDumpArgv } from '../../src/build/tools/sfdisk';
+import { aptGetPrintUrisArgv, aptGetUpdateArgv } from '../../src/foundry/tools/apt-get';
+import { cpSparseArgv } from '../../src/foundry/tools/cp';
+import { debugfsRequestArgv, debugfsWriteArgv } from '../../src/foundry/tools/debugfs';
+import { dataExtentsArgv } from '../../src/foundry/tools/data-extents';
+import { dpkgScanpackagesArgv } from '../../src/foundry/tools/dpkg-scanpackages';
+import { mkfsExt4Argv, mkfsVfatArgv } from '../../src/foundry/tools/mkfs';
+import { mmdebstrapArgv } from '../../src/foundry/tools/mmdebstrap';
+import { mcopyArgv, mdirArgv, mmdArgv } from '../../src/foundry/tools/mtools';
+import { objcopyAddSectionsArgv } from '../../src/foundry/tools/objcopy';
+import { qemuImgCheckArgv, qemuImgConvertArgv, qemuImgInfoArgv } from '../../src/foundry/tools/qemu-img';
+import { qemuMachineArgv } from '../../src/foundry/tools/qemu-system';
+import { sfdiskArgv, sfdiskDumpArgv } from '../../src/foundry/tools/sfdisk';
 
 describe('apt-get', () => {
   test('update', () => {

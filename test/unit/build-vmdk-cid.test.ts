@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fixVmdkCid } from '../../src/build/formats/vmdk';
+import { fixVmdkCid } from '../../src/foundry/formats/vmdk';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'kubedos-vmdk-'));
 const raw = path.join(dir, 'disk.raw');

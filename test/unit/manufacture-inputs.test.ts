@@ -2,11 +2,11 @@
 import { mkdtempSync, promises as fs, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { OUTPUT_FORMATS as CATALOG_FORMATS, parseSpec } from '../../src/spec';
-import { FORMAT_NAMES } from '../../src/build/plan';
-import { parsePlan, planFromSpec, serializePlan } from '../../src/build/from-spec';
-import { lockInputsDigest } from '../../src/build/lock';
-import { readLockFile, serializeLockFile, usableLock, writeLockFile, type LockFile } from '../../src/spec/lock-file';
+import { OUTPUT_FORMATS as CATALOG_FORMATS, parseSpec } from '../../src/platform';
+import { FORMAT_NAMES } from '../../src/foundry/plan';
+import { parsePlan, planFromSpec, serializePlan } from '../../src/foundry/from-spec';
+import { lockInputsDigest } from '../../src/foundry/lock';
+import { readLockFile, serializeLockFile, usableLock, writeLockFile, type LockFile } from '../../src/platform/lock-file';
 import { LocalStore } from '../../src/store/local';
 import { DigestMismatchError, ConfigError } from '../../src/errors';
 import { firstDifference } from '../../src/cli/commands/build';

@@ -1,6 +1,6 @@
 /**
  * Deploy-time identity through MMDS: the document the Foundry stores (src/targets/mmds.ts), and the
- * image's MMDS reader (src/build/mmds-reader.ts) run for real with bash against a scratch root and
+ * image's MMDS reader (src/foundry/mmds-reader.ts) run for real with bash against a scratch root and
  * an MMDS STAND-IN on loopback (test/support/mmds-standin.cjs; Firecracker cannot run here). The
  * reader leaves the network alone here (KUBEDOS_MMDS_NO_LINK); the microVM boot test
  * (test/e2e/format-firecracker.test.ts) covers the link setup inside a guest.
@@ -11,7 +11,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { MMDS_READER } from '../../src/build/mmds-reader';
+import { MMDS_READER } from '../../src/foundry/mmds-reader';
 import { generateIdentity } from '../../src/targets/identity';
 import { mmdsDocument } from '../../src/targets/mmds';
 import { renderNocloud } from '../../src/targets/nocloud';

@@ -1,6 +1,6 @@
 /**
  * Deploy-time identity as a NoCloud seed: what the Foundry writes (src/targets/nocloud.ts), and
- * what the image's own reader (src/build/nocloud-reader.ts) makes of it — run here for real with
+ * what the image's own reader (src/foundry/nocloud-reader.ts) makes of it — run here for real with
  * dash and mawk (the image's shell and awk) against a scratch root instead of /, on the files
  * read back out of the seed image with mtools.
  */
@@ -9,7 +9,7 @@ import { mkdtempSync, promises as fs, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { NOCLOUD_AWK } from '../../src/build/nocloud-reader';
+import { NOCLOUD_AWK } from '../../src/foundry/nocloud-reader';
 import { generateIdentity } from '../../src/targets/identity';
 import { scratchRoot } from '../support/scratch-root';
 import { renderNocloud, writeNocloudSeed, yamlQuote } from '../../src/targets/nocloud';

@@ -2,12 +2,12 @@
  * The QEMU driver's pure parts: the VM and clone argv (one argv for local and remote hosts), the
  * identity-derived values (SMBIOS UUID, MAC), the console readiness parse, the registry entry.
  */
-import { qemuImgCreateOverlayArgv } from '../../src/build/tools/qemu-img';
-import { qemuOptValue, qemuVmArgv, type QemuVmArgs } from '../../src/build/tools/qemu-system';
+import { qemuImgCreateOverlayArgv } from '../../src/foundry/tools/qemu-img';
+import { qemuOptValue, qemuVmArgv, type QemuVmArgs } from '../../src/foundry/tools/qemu-system';
 import { createDriver, supportedTargetTypes } from '../../src/targets';
 import { consoleReady, machineIdUuid } from '../../src/targets/identity';
 import { nodeMac, QemuDriver } from '../../src/targets/qemu';
-import type { TargetSpec } from '../../src/spec/types';
+import type { TargetSpec } from '../../src/platform/types';
 
 const base: QemuVmArgs = {
   name: 'p-w-0001',

@@ -2,7 +2,7 @@
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { canonicalJson, loadSpec, parseSpec, specDigest } from '../../src/spec';
+import { canonicalJson, loadSpec, parseSpec, specDigest } from '../../src/platform';
 
 describe('canonicalJson', () => {
   test('sorts keys at every depth, keeps array order, drops undefined members', () => {

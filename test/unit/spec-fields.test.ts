@@ -3,11 +3,11 @@
  * and the image/target format compatibility check.
  */
 import { SpecError, type SpecIssue } from '../../src/errors';
-import { OUTPUT_FORMATS, parseSpec, TARGET_TYPES, type Spec } from '../../src/spec';
-import { cronProblem } from '../../src/spec/cron';
-import { hostKeyPinProblem, sshPublicKeyProblem } from '../../src/spec/openssh';
-import { formatSize, parseDuration, parseSize } from '../../src/spec/quantities';
-import { closest, editDistance } from '../../src/spec/suggest';
+import { OUTPUT_FORMATS, parseSpec, TARGET_TYPES, type Spec } from '../../src/platform';
+import { cronProblem } from '../../src/platform/cron';
+import { hostKeyPinProblem, sshPublicKeyProblem } from '../../src/platform/openssh';
+import { formatSize, parseDuration, parseSize } from '../../src/platform/quantities';
+import { closest, editDistance } from '../../src/platform/suggest';
 
 const ED25519 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJnd1J/6mMiM1YhkpwWUlcOf+XAfnRAa+2LP1c435yJa ops@example.com';
 const FINGERPRINT = 'SHA256:CTc24pEOxm69TNsVwD2/avVZ/UubgMFDZTRZ84VQSoU';

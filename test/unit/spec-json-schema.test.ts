@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { OUTPUT_FORMATS, SPEC_SCHEMA_ID, specJsonSchema, TARGET_TYPES } from '../../src/spec';
+import { OUTPUT_FORMATS, SPEC_SCHEMA_ID, specJsonSchema, TARGET_TYPES } from '../../src/platform';
 
 type Schema = Record<string, any>;
 

@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KubedosError, SpecError, type SpecIssue } from '../../src/errors';
-import { DEFAULT_BASE_PACKAGES, formatSpecError, loadSpec, parseSpec } from '../../src/spec';
+import { DEFAULT_BASE_PACKAGES, formatSpecError, loadSpec, parseSpec } from '../../src/platform';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'specs');

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BuildImageResult } from '../../../activities/build';
 import { ConfigError, SpecError } from '../../errors';
-import { formatSpecError, loadSpec } from '../../spec';
+import { formatSpecError, loadSpec } from '../../platform';
 import { closeStore, configuredStore } from '../../store/default';
 import { parseDigest } from '../../store/pins';
 import type { ArtifactStore } from '../../store/store';

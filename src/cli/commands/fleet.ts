@@ -23,8 +23,8 @@ import {
 import { fleetAttributes } from '../../../workflows/search';
 import { ConfigError, SpecError } from '../../errors';
 import { POOLS } from '../../pools/pools';
-import { acceptedFormats, formatSpecError, loadSpec } from '../../spec';
-import type { Spec } from '../../spec/types';
+import { acceptedFormats, formatSpecError, loadSpec } from '../../platform';
+import type { Spec } from '../../platform/types';
 import { closeStore, configuredStore } from '../../store/default';
 import { listPins, pin, unpin } from '../../store/pins';
 import { connectClient } from '../../temporal/client';

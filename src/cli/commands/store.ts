@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors';
-import { parseDuration } from '../../spec/quantities';
+import { parseDuration } from '../../platform/quantities';
 import { closeStore, configuredStore, defaultStore } from '../../store/default';
 import { gc } from '../../store/gc';
 import { describeRefs } from '../../store/inventory';

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { SpecError } from '../../errors';
-import { formatSpecError, loadSpec, specDigest, specJsonSchema } from '../../spec';
+import { formatSpecError, loadSpec, specDigest, specJsonSchema } from '../../platform';
 import { action, type GlobalOptions } from '../command';
 import { EXIT } from '../exit-codes';
 import { colors as pc, printJson } from '../output';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { SshClient } from '../../../src/ssh';
-import type { TargetOf } from '../../../src/spec/types';
+import type { TargetOf } from '../../../src/platform/types';
 import { SSHD, startSshd, type SshdServer } from '../sshd';
 
 const run = promisify(execFile);

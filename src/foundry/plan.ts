@@ -1,10 +1,10 @@
 /**
  * The manufacturing engine's input: a plain, decoupled description of one image. The platform
- * spec (src/spec) is mapped onto this by a separate adapter; nothing here knows the spec file.
+ * spec (src/platform) is mapped onto this by a separate adapter; nothing here knows the spec file.
  * Digests are computed over canonical JSON so that key order never changes a cache key.
  */
 import { createHash } from 'node:crypto';
-import { ASSEMBLED_INSTALLER_ISO } from '../spec/catalog';
+import { ASSEMBLED_INSTALLER_ISO } from '../platform/catalog';
 
 /** The package base of an image: what mmdebstrap installs. */
 export interface BasePlan {

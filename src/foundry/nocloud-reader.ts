@@ -133,7 +133,7 @@ END { if (inblock) finish_block() }
 export const NOCLOUD_READER = String.raw`#!/bin/sh
 # KubeDos NoCloud reader (metadata.d hook of kubedos-firstboot; runs before sshd). Applies the
 # node identity of a cidata seed: hostname, SSH host keys, root's authorized keys, write_files.
-# No seed: nothing to do (the node then makes its own host keys). See src/build/nocloud-reader.ts.
+# No seed: nothing to do (the node then makes its own host keys). See src/foundry/nocloud-reader.ts.
 set -e
 root=$KUBEDOS_ROOT
 seed=$KUBEDOS_CIDATA_DIR

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors';
-import type { Spec } from '../spec/types';
+import type { Spec } from '../platform/types';
 import { FORMAT_NAMES, type BuildPlan, type FormatName, type PlanFile } from './plan';
 
 export interface PlanOptions {

@@ -5,8 +5,8 @@
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors';
-import { lockInputsDigest, parseLock, serializeLock, type Lock } from '../build/lock';
-import type { BasePlan } from '../build/plan';
+import { lockInputsDigest, parseLock, serializeLock, type Lock } from '../foundry/lock';
+import type { BasePlan } from '../foundry/plan';
 
 export const LOCK_FILE_NAME = 'kubedos.lock';
 

@@ -36,7 +36,7 @@ export const MMDS_GUEST_ADDRESS = '169.254.169.1/16';
 export const MMDS_READER = `#!/bin/bash
 # KubeDos MMDS reader (metadata.d hook of kubedos-firstboot; runs before sshd). Fetches the node's
 # NoCloud meta-data and user-data from Firecracker's MMDS (V2) and applies them with the NoCloud
-# reader. Only with kubedos.metadata=mmds on the kernel command line. See src/build/mmds-reader.ts.
+# reader. Only with kubedos.metadata=mmds on the kernel command line. See src/foundry/mmds-reader.ts.
 set -euo pipefail
 port=\${KUBEDOS_MMDS_PORT:-80}
 

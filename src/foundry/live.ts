@@ -68,7 +68,7 @@ export function liveKernelArgs(a: LiveBootArgs): string {
 
 /** The boot script, sourced by initramfs-tools' /init as /scripts/kubedos (klibc sh). */
 export function liveBootScript(modules: readonly { name: string; file: string }[]): string {
-  return `# KubeDos live boot for initramfs-tools (boot=kubedos). Generated; see src/build/live.ts.
+  return `# KubeDos live boot for initramfs-tools (boot=kubedos). Generated; see src/foundry/live.ts.
 # The image's root filesystem is a read-only squashfs under a tmpfs overlay. Kernel parameters:
 #   kubedos.media=LABEL    ISO 9660 volume holding the files (absent: they are in the initramfs)
 #   kubedos.root=PATH      the root squashfs

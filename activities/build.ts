@@ -14,7 +14,7 @@ import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { buildImage as runBuild, parseLock, serializeLock } from '../src/foundry';
 import { parsePlan } from '../src/foundry/from-spec';
-import { BuildFailedError, StoreError } from '../src/errors';
+import { BuildFailedError, StoreObjectNotFoundError } from '../src/errors';
 import type { ArtifactStore } from '../src/store/store';
 
 export interface BuildDeps {
@@ -97,7 +97,7 @@ export function buildKey(input: Pick<BuildImageInput, 'planDigest' | 'lockDigest
 /** A blob the CLI put in the store for this build (plan, lock), as text. */
 async function staged(store: ArtifactStore, digest: string, what: string): Promise<string> {
   if (!(await store.has(digest))) {
-    throw new StoreError(
+    throw new StoreObjectNotFoundError(
       `the ${what} sha256:${digest} is not in ${store.location}, the store this build worker uses`,
       'the CLI and the build workers must use the same store: set KUBEDOS_S3_* alike for both (restart the embedded stack after changing them: kubedos stack stop)',
     );

@@ -11,7 +11,8 @@ import { NodeUnhealthyError, waitHealthy, type SshProbe } from '../src/health/ch
 import type { HealthCheck, TargetSpec } from '../src/platform/types';
 import type { DriverContext, ImageSource, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../src/targets/driver';
 import { generateIdentity, type PublicIdentity } from '../src/targets/identity';
-import { createDriver } from '../src/targets';
+import { ConfigError } from '../src/errors';
+import { createDriver, poolOfTarget } from '../src/targets';
 import { fetchVerifiedArtifact } from '../src/store/fetch';
 import type { ArtifactStore } from '../src/store/store';
 
@@ -31,7 +32,12 @@ export interface ImageRef {
 
 export interface DeployDeps {
   /** Driver per target; default: createDriver with state under $KUBEDOS_HOME/targets. */
-  driverFor?: (target: TargetRef) => TargetDriver;
+  driverFor?: (target: TargetRef) => TargetDriver | Promise<TargetDriver>;
+  /**
+   * Target types this worker runs (its pool's); a step for another type is refused rather than
+   * run on a host that was never meant to reach that substrate. @default every type
+   */
+  serves?: readonly string[];
   /**
    * Fetch the image's artifact in `format` to this host, verified against its signed manifest.
    * Required for drivers that consume bytes; refusing is the verification's job, not the driver's.
@@ -60,13 +66,24 @@ export interface AwaitHealthyInput extends NodeTargetInput {
   identity?: PublicIdentity;
 }
 
-function driverCache(create: (t: TargetRef) => TargetDriver): (t: TargetRef) => TargetDriver {
-  const drivers = new Map<string, TargetDriver>();
+/** One driver per target (name and settings), made on first use and shared by every activity. */
+function driverCache(create: (t: TargetRef) => TargetDriver | Promise<TargetDriver>, serves?: readonly string[]): (t: TargetRef) => Promise<TargetDriver> {
+  const drivers = new Map<string, Promise<TargetDriver>>();
   return (target) => {
+    if (serves && !serves.includes(target.spec.type)) {
+      return Promise.reject(
+        new ConfigError(
+          `target ${target.name} (${target.spec.type}) is not run by this worker, which serves ${serves.join(', ') || 'no target types'}`,
+          `a ${target.spec.type} step belongs on the ${poolOfTarget(target.spec.type)} pool's queue; check the fleet's deployQueue`,
+        ),
+      );
+    }
     const key = createHash('sha256').update(JSON.stringify([target.name, target.spec])).digest('hex');
     let driver = drivers.get(key);
     if (!driver) {
-      driver = create(target);
+      driver = Promise.resolve().then(() => create(target));
+      // A failed creation (bad settings, a module that did not load) is not cached.
+      driver.catch(() => drivers.delete(key));
       drivers.set(key, driver);
     }
     return driver;
@@ -103,35 +120,43 @@ export function artifactsFromStore(store: ArtifactStore, destDir: string, allowe
 }
 
 export function createDeployActivities(deps: DeployDeps = {}) {
-  const driverFor = driverCache(deps.driverFor ?? ((t) => createDriver(t.name, t.spec)));
+  const driverFor = driverCache(deps.driverFor ?? ((t) => createDriver(t.name, t.spec)), deps.serves);
 
   return {
-    /** Make the image present on the target (once per digest), verified before anything uses it. */
-    async prepareImage(input: { target: TargetRef; image: ImageRef }): Promise<PreparedImage> {
-      const driver = driverFor(input.target);
+    /**
+     * Make the image present on the target (once per digest), verified before anything uses it.
+     * `format` is the artifact the target deploys (absent for drivers that need no bytes).
+     */
+    async prepareImage(input: { target: TargetRef; image: ImageRef; format?: string }): Promise<PreparedImage> {
+      const driver = await driverFor(input.target);
       const ctx = driverContext();
       const source: ImageSource = { name: input.image.name, digest: input.image.digest };
-      if (driver.artifactFormat) {
-        if (!deps.fetchArtifact) throw new Error(`target ${input.target.name} needs the image's ${driver.artifactFormat} artifact, but this worker has no artifact store`);
-        source.artifact = await deps.fetchArtifact(input.image, driver.artifactFormat, ctx.signal!, ctx.progress);
+      if (input.format) {
+        if (!deps.fetchArtifact) {
+          throw new ConfigError(
+            `target ${input.target.name} needs the image's ${input.format} artifact, but this worker has no artifact store`,
+            'start the worker with the artifact store configured (KUBEDOS_S3_* for a shared store)',
+          );
+        }
+        source.artifact = await deps.fetchArtifact(input.image, input.format, ctx.signal!, ctx.progress);
       }
       return driver.prepare(source, ctx);
     },
 
     /** Create the node with a fresh identity; a retry returns the identity the node already has. */
     async createNode(input: CreateNodeInput): Promise<PublicIdentity> {
-      const driver = driverFor(input.target);
+      const driver = await driverFor(input.target);
       const identity = generateIdentity(input.hostname);
       return driver.create({ nodeId: input.nodeId, labels: input.labels, image: input.image, identity, authorizedKeys: input.authorizedKeys }, driverContext());
     },
 
     async startNode(input: NodeTargetInput): Promise<void> {
-      await driverFor(input.target).start(input.nodeId, driverContext());
+      await (await driverFor(input.target)).start(input.nodeId, driverContext());
     },
 
     /** Probe the guest until it passes the fleet's check; heartbeats every probe. */
     async awaitNodeHealthy(input: AwaitHealthyInput): Promise<{ detail: string; probes: number }> {
-      const driver = driverFor(input.target);
+      const driver = await driverFor(input.target);
       let probes = 0;
       const result = await waitHealthy(
         input.healthCheck,
@@ -145,12 +170,12 @@ export function createDeployActivities(deps: DeployDeps = {}) {
     },
 
     async destroyNode(input: NodeTargetInput): Promise<void> {
-      await driverFor(input.target).destroy(input.nodeId, driverContext());
+      await (await driverFor(input.target)).destroy(input.nodeId, driverContext());
     },
 
     /** Nodes KubeDos owns on the target (for orphan sweeps and `kubedos status --nodes`). */
     async listNodes(input: { target: TargetRef; platform?: string; fleet?: string }): Promise<OwnedNode[]> {
-      return driverFor(input.target).list({ platform: input.platform, fleet: input.fleet }, driverContext());
+      return (await driverFor(input.target)).list({ platform: input.platform, fleet: input.fleet }, driverContext());
     },
   };
 }

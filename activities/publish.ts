@@ -10,9 +10,9 @@
  *   manifest, it returns that publication and does nothing else.
  */
 import os from 'node:os';
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { Context } from '@temporalio/activity';
 import type { BuildManifest } from '../src/foundry/manifest';
-import { DigestMismatchError } from '../src/errors';
+import { ArtifactNotStagedError, DigestMismatchError } from '../src/errors';
 import { imageRef } from '../src/store/fetch';
 import { parsePublication, publicationDigests, publishBuild as publishToStore } from '../src/store/publish';
 import type { FoundrySigner } from '../src/store/signing';
@@ -78,8 +78,6 @@ export interface PublishHeartbeat {
   uploads: Record<string, UploadCheckpoint>;
 }
 
-/** The failure type when the staged artifacts are gone: the workflow builds again. */
-export const ARTIFACT_NOT_STAGED = 'ArtifactNotStagedError';
 
 const HEARTBEAT_MS = 5_000;
 
@@ -94,11 +92,7 @@ function locationOf(store: ArtifactStore, sha256: string): string {
 
 async function readText(sources: ArtifactStore[], digest: string, what: string): Promise<string> {
   for (const s of sources) if (await s.has(digest)) return (await s.getBytes(digest)).toString('utf8');
-  throw ApplicationFailure.create({
-    type: ARTIFACT_NOT_STAGED,
-    message: `${what} sha256:${digest} is neither staged on this host nor in ${sources.at(-1)!.location}`,
-    nonRetryable: true,
-  });
+  throw new ArtifactNotStagedError(`${what} sha256:${digest} is neither staged on this host nor in ${sources.at(-1)!.location}`, 'the image is built again, on any build host, and published from there');
 }
 
 /**
@@ -109,12 +103,7 @@ function stagedCopyDamaged(err: unknown, staging: ArtifactStore): unknown {
   if (!(err instanceof DigestMismatchError)) return err;
   const staged = staging.localPath(err.expected);
   if (!staged || !err.where.startsWith(staged)) return err;
-  return ApplicationFailure.create({
-    type: ARTIFACT_NOT_STAGED,
-    message: `the staged copy of sha256:${err.expected} is damaged: ${err.message}`,
-    nonRetryable: true,
-    cause: err,
-  });
+  return new ArtifactNotStagedError(`the staged copy of sha256:${err.expected} is damaged: ${err.message}`, 'the image is built again, on any build host, and published from there', { cause: err });
 }
 
 /** The publication the ref names, when it is a complete, signed publication of this build manifest. */
@@ -155,11 +144,10 @@ export function createPublishActivities(deps: PublishDeps) {
       const lockText = await readText(sources, input.lockBlob, 'the lock');
       for (const a of manifest.artifacts) {
         if (!(await deps.store.has(a.sha256)) && !(await staging.has(a.sha256))) {
-          throw ApplicationFailure.create({
-            type: ARTIFACT_NOT_STAGED,
-            message: `${a.file} (sha256:${a.sha256}) is neither staged on this host (${staging.location}) nor in ${deps.store.location}`,
-            nonRetryable: true,
-          });
+          throw new ArtifactNotStagedError(
+            `${a.file} (sha256:${a.sha256}) is neither staged on this host (${staging.location}) nor in ${deps.store.location}`,
+            'the image is built again, on any build host, and published from there',
+          );
         }
       }
 

@@ -1,18 +1,32 @@
 /**
- * Typed errors of the domain core, in one place. A failure's `name` is its class name: at the
- * activity boundary it becomes the ApplicationFailure type that retry policies and workflows match.
+ * Typed errors of the domain core, in one place (a few live beside their family: NodeUnhealthyError
+ * in health/, PayloadDecryptionError in temporal/). A failure's `name` is its class name and its
+ * class says whether running the same step again may help: at the activity boundary
+ * (src/temporal/activity-failures.ts) every KubedosError becomes an ApplicationFailure of that
+ * type, non-retryable unless the class is `retryable`, with its hint and cause chain in the
+ * details, so workflows, retry policies and the CLI all read the same meaning.
  */
 
 /** Base class: every KubeDos error carries a short hint telling the user what to do about it. */
 export class KubedosError extends Error {
+  /**
+   * Whether the same step may succeed when run again: transient failures (a network, a busy or
+   * restarting host, a throttled API) are; bad input, missing things and refusals are not.
+   * Set per class; an instance may say otherwise (`options.retryable`). @default false
+   */
+  static readonly retryable: boolean = false;
+  /** This error's retryability: its class's, unless the thrower knew better. */
+  readonly retryable: boolean;
+
   constructor(
     message: string,
     /** What the user can do about it; printed after the message by the CLI. */
     readonly hint?: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryable?: boolean },
   ) {
     super(message, options);
     this.name = new.target.name;
+    this.retryable = options?.retryable ?? (new.target as typeof KubedosError).retryable;
   }
 }
 
@@ -50,6 +64,7 @@ export class ToolMissingError extends KubedosError {
 
 /** An external tool ran and failed. Carries what is needed to reproduce and diagnose it. */
 export class ToolFailedError extends KubedosError {
+  static override readonly retryable = true;
   constructor(
     readonly tool: string,
     readonly argv: readonly string[],
@@ -70,7 +85,9 @@ export class CancelledError extends KubedosError {
 }
 
 /** Temporal could not be reached or the embedded stack could not be started. */
-export class TemporalUnavailableError extends KubedosError {}
+export class TemporalUnavailableError extends KubedosError {
+  static override readonly retryable = true;
+}
 
 /** A configuration value (environment variable or option) is malformed. */
 export class ConfigError extends KubedosError {}
@@ -99,8 +116,16 @@ export class LockedPackageUnavailableError extends KubedosError {
 /** The image build failed in a way that is not one tool's failure (inconsistent layer, bad lock). */
 export class BuildFailedError extends KubedosError {}
 
-/** The artifact store refused or could not serve a request. */
+/** The artifact store refused a request: a malformed digest or ref, bad credentials, no bucket, inconsistent content. */
 export class StoreError extends KubedosError {}
+
+/** The store could not be reached or asked to slow down (refused connection, timeout, 5xx, throttling): worth retrying. */
+export class StoreUnavailableError extends StoreError {
+  static override readonly retryable = true;
+}
+
+/** A blob or ref is not in the store: retrying finds it no more than the first time did. */
+export class StoreObjectNotFoundError extends StoreError {}
 
 /** Bytes read back do not hash to the digest they are stored under: tampering or corruption. */
 export class DigestMismatchError extends KubedosError {
@@ -175,6 +200,7 @@ export class HostKeyMismatchError extends KubedosError {
 
 /** The SSH connection could not be made or was lost (network, timeout, handshake). Usually worth retrying. */
 export class SshConnectError extends KubedosError {
+  static override readonly retryable = true;
   constructor(
     /** `user@host:port` */
     readonly target: string,
@@ -207,6 +233,7 @@ export class InvalidArgvError extends KubedosError {
 
 /** A remote command ran and failed. Carries what is needed to reproduce and diagnose it. */
 export class RemoteCommandFailedError extends KubedosError {
+  static override readonly retryable = true;
   constructor(
     /** `user@host:port` */
     readonly target: string,
@@ -222,6 +249,7 @@ export class RemoteCommandFailedError extends KubedosError {
 
 /** A remote command did not finish within its timeout; it was signalled and its channel closed. */
 export class RemoteCommandTimeoutError extends KubedosError {
+  static override readonly retryable = true;
   constructor(
     /** `user@host:port` */
     readonly target: string,
@@ -234,6 +262,7 @@ export class RemoteCommandTimeoutError extends KubedosError {
 
 /** An uploaded file does not hash to the expected digest; nothing was put in place. */
 export class UploadDigestMismatchError extends KubedosError {
+  static override readonly retryable = true;
   constructor(
     /** Where the bytes were hashed, e.g. `local file /x` or `root@h:22:/var/lib/…`. */
     readonly where: string,
@@ -301,6 +330,7 @@ export class NotOwnedVmError extends KubedosError {
 
 /** A node's address comes from the QEMU guest agent, which is not (yet) answering in the guest. */
 export class GuestAgentUnavailableError extends KubedosError {
+  static override readonly retryable = true;
   constructor(
     readonly nodeId: string,
     readonly target: string,
@@ -312,3 +342,80 @@ export class GuestAgentUnavailableError extends KubedosError {
     );
   }
 }
+
+// --- Deploying (src/targets, activities/deploy) ---
+
+/** A node id is taken on the target by a node made from another image (a node is never reused for a new image). */
+export class NodeImageConflictError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly nodeId: string,
+    /** The image digest the existing node was made from. */
+    readonly existingDigest: string,
+  ) {
+    super(
+      `node ${nodeId} exists on ${target} with another image (${existingDigest.slice(0, 12)}); a node is never reused for a new image`,
+      'destroy it first (`kubedos down`, or let the fleet replace it); `kubedos status --nodes` lists what the target holds',
+    );
+  }
+}
+
+/** A node has no address the worker can reach yet (not started, still starting). */
+export class NodeAddressUnknownError extends KubedosError {
+  static override readonly retryable = true;
+  constructor(
+    readonly target: string,
+    readonly nodeId: string,
+    readonly detail: string,
+    hint = 'start the node first; its address is known once it runs',
+    options?: { retryable?: boolean },
+  ) {
+    super(`node ${nodeId} on ${target} has no known address: ${detail}`, hint, options);
+  }
+}
+
+/** A target was given no artifact, or one in a format its driver cannot deploy. */
+export class ArtifactRequiredError extends KubedosError {
+  readonly accepts: readonly string[];
+  constructor(
+    readonly target: string,
+    readonly targetType: string,
+    /** What the target type deploys (its descriptor's `accepts`). */
+    accepts: readonly string[] | 'any',
+    /** The format it was given, when it was given one. */
+    readonly got?: string,
+  ) {
+    const formats = accepts === 'any' ? ['an artifact'] : accepts;
+    super(
+      got === undefined
+        ? `${targetType} target ${target} needs the image's ${formats.join(' or ')} artifact, and none was fetched`
+        : `${targetType} target ${target} deploys ${formats.join(' or ')}, not ${got}`,
+      `add ${formats[0]} to the image's outputs; a fleet deploys the first of ${formats.join(', ')} that its image has`,
+    );
+    this.accepts = formats;
+  }
+}
+
+/** A QEMU machine protocol exchange failed (socket gone, no reply, an error answer). */
+export class QmpError extends KubedosError {
+  static override readonly retryable = true;
+}
+
+/** No worker polls the task queue a step was routed to: the step would wait for ever. */
+export class PoolUnavailableError extends KubedosError {
+  constructor(
+    readonly pool: string,
+    readonly taskQueue: string,
+    readonly waitedMs: number,
+  ) {
+    super(
+      `no worker of pool ${pool} is polling ${taskQueue} (waited ${Math.round(waitedMs / 1000)} s)`,
+      `start it with \`kubedos stack start\` (the embedded stack; its log is $KUBEDOS_HOME/logs/worker-${pool}.log) or \`node dist/workers/${pool}.js\` on a host with its tools (\`kubedos doctor\` shows which)`,
+    );
+  }
+}
+
+// --- Publishing (activities/publish) ---
+
+/** The build host no longer has what it staged, or its copy is damaged: the image must be built again, anywhere. */
+export class ArtifactNotStagedError extends KubedosError {}

@@ -5,15 +5,20 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { artifactsFromStore, createDeployActivities } from '../activities/deploy';
 import { createProbeActivities } from '../activities/probe';
+import { stateDir } from '../src/config/paths';
 import { probePool } from '../src/exec/probe';
+import { createSshProbe } from '../src/health/ssh-probe';
 import { logger } from '../src/log';
 import { POOLS, type PoolName } from '../src/pools/pools';
 import { configuredStore } from '../src/store/default';
 import type { ArtifactStore } from '../src/store/store';
+import { kubedosFailureInterceptors } from '../src/temporal/activity-failures';
 import { codecDataConverter } from '../src/temporal/codec';
 import { externalSettings, sdkTlsOption } from '../src/temporal/connection';
 import { WORKER_REFUSED_EXIT } from '../src/temporal/stack';
+import { targetsOfPool } from '../src/targets';
 
 export type ActivityMap = Record<string, (...args: never[]) => Promise<unknown>>;
 
@@ -52,6 +57,8 @@ export async function createPoolWorker(
     ...(def.runsWorkflows ? workflowSource() : {}),
     ...(overrides.dataConverter ? {} : { dataConverter: codecDataConverter() }),
     ...overrides,
+    // Typed errors keep their class, retryability and hint across the boundary (see activity-failures.ts).
+    interceptors: { ...overrides.interceptors, activity: [kubedosFailureInterceptors, ...(overrides.interceptors?.activity ?? [])] },
   });
 }
 
@@ -90,9 +97,30 @@ export async function runPool(pool: PoolName, activities: ActivityMap = {}, extr
   }
 }
 
-/** Run a pool entry point as a program, reporting startup failures on stderr. */
+/**
+ * The deploy activities of a pool, wired from the descriptors of the target types routed to it:
+ * none when it runs no target type; an artifact store (verified fetches into
+ * $KUBEDOS_HOME/artifacts) when any of them deploys bytes; `ssh` health checks over the SSH layer,
+ * pinned to each node's recorded host key, logging in as root with the SSH agent's keys
+ * (SSH_AUTH_SOCK) — one of them must be among the fleet's authorized keys.
+ */
+export function deployActivitiesOf(pool: PoolName): ActivityMap {
+  const targets = targetsOfPool(pool);
+  if (!targets.length) return {};
+  const store = targets.some((t) => t.accepts !== 'any') ? configuredStoreOrRefuse(pool) : undefined;
+  return createDeployActivities({
+    serves: targets.map((t) => t.type),
+    fetchArtifact: store && artifactsFromStore(store, path.join(stateDir(), 'artifacts')),
+    ssh: createSshProbe(),
+  }) as ActivityMap;
+}
+
+/**
+ * Run a pool entry point as a program, reporting startup failures on stderr. The deploy
+ * activities of the pool's target types are added here; `activities` are the pool's own (build).
+ */
 export function main(pool: PoolName, activities: ActivityMap = {}, extraQueues: readonly ExtraQueue[] = []): void {
-  runPool(pool, activities, extraQueues).then(
+  runPool(pool, { ...deployActivitiesOf(pool), ...activities }, extraQueues).then(
     () => process.exit(0),
     (err) => {
       logger.error({ pool, error: String(err?.stack ?? err) }, 'worker failed');

@@ -1,4 +1,4 @@
-/** Entry point of the `vsphere` worker pool. See src/pools/pools.ts for what it serves and needs. */
+/** Entry point of the `vsphere` worker pool: the deploy activities of the target types routed here, wired by run-pool. */
 import { main } from './run-pool';
 
 main('vsphere');

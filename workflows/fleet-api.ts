@@ -28,6 +28,8 @@ export interface FleetTemplate {
   target: TargetRef;
   /** Task queue of the pool that runs this target's deploy activities. */
   deployQueue: string;
+  /** The artifact format the target deploys (from its descriptor and the image's outputs); absent when it needs no bytes. */
+  artifactFormat?: string;
   hostnamePrefix: string;
   authorizedKeys: string[];
   healthCheck: HealthCheck;

@@ -54,8 +54,8 @@ const FAILED_KEPT = 20;
 const DIGEST = /^[0-9a-f]{64}$/;
 
 function templateOf(input: FleetInput): FleetTemplate {
-  const { platform, fleet, target, deployQueue, hostnamePrefix, authorizedKeys, healthCheck, rollout: policy } = input;
-  return { platform, fleet, target, deployQueue, hostnamePrefix, authorizedKeys, healthCheck, rollout: policy };
+  const { platform, fleet, target, deployQueue, artifactFormat, hostnamePrefix, authorizedKeys, healthCheck, rollout: policy } = input;
+  return { platform, fleet, target, deployQueue, artifactFormat, hostnamePrefix, authorizedKeys, healthCheck, rollout: policy };
 }
 
 function validateReplicas(replicas: unknown): void {
@@ -276,7 +276,7 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
     const { prepareImage } = deployActivities(template);
     let prepared;
     try {
-      prepared = await prepareImage({ target: template.target, image: state.image });
+      prepared = await prepareImage({ target: template.target, image: state.image, format: template.artifactFormat });
     } catch (err) {
       if (isCancellation(err)) throw err;
       degraded = true;

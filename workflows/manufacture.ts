@@ -13,6 +13,7 @@ import type { Duration } from '@temporalio/common';
 import { ActivityFailure, ApplicationFailure, TimeoutFailure, defineQuery, log, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { BuildActivities, BuildImageInput, BuildImageResult } from '../activities/build';
 import type { PublishActivities, PublishBuildResult } from '../activities/publish';
+import { ArtifactNotStagedError } from '../src/errors';
 import { POOLS } from '../src/pools/pools';
 
 export interface ManufactureInput extends BuildImageInput {
@@ -47,24 +48,6 @@ export interface ManufactureStatus {
 
 export const manufactureStatusQuery = defineQuery<ManufactureStatus>('manufactureStatus');
 
-/** Errors that retrying cannot fix: bad input, a package nobody serves, tampered blobs. */
-export const NON_RETRYABLE_BUILD_ERRORS = [
-  'BuildPlanError',
-  'ConfigError',
-  'LockedPackageUnavailableError',
-  'DigestMismatchError',
-  'StoreError',
-];
-
-/**
- * Publish failures retrying cannot fix. StoreError is retried here: an S3 request that failed
- * mid-upload is what the resumable upload is for.
- */
-export const NON_RETRYABLE_PUBLISH_ERRORS = ['ConfigError', 'DigestMismatchError', 'SignatureInvalidError'];
-
-/** The failure type publishBuild raises when the staged artifacts are gone (see activities/publish.ts). */
-const ARTIFACT_NOT_STAGED = 'ArtifactNotStagedError';
-
 // Timeout presets.
 /** A cold build (mmdebstrap, dpkg, images) takes minutes; a dead worker is noticed within the heartbeat timeout. */
 const BUILD_TIMEOUTS = { startToCloseTimeout: '2h', heartbeatTimeout: '2m' } as const;
@@ -80,7 +63,7 @@ function needsRebuild(err: unknown): boolean {
   if (!(err instanceof ActivityFailure)) return false;
   const cause = err.cause;
   if (cause instanceof TimeoutFailure) return cause.timeoutType === 'SCHEDULE_TO_START';
-  return cause instanceof ApplicationFailure && cause.type === ARTIFACT_NOT_STAGED;
+  return cause instanceof ApplicationFailure && cause.type === ArtifactNotStagedError.name;
 }
 
 export async function manufacture(input: ManufactureInput): Promise<ManufactureResult> {
@@ -95,7 +78,6 @@ export async function manufacture(input: ManufactureInput): Promise<ManufactureR
       initialInterval: '10s',
       backoffCoefficient: 2,
       maximumAttempts: 3,
-      nonRetryableErrorTypes: NON_RETRYABLE_BUILD_ERRORS,
     },
   });
   const publisher = (taskQueue: string) =>
@@ -109,7 +91,6 @@ export async function manufacture(input: ManufactureInput): Promise<ManufactureR
         backoffCoefficient: 2,
         maximumInterval: '2m',
         maximumAttempts: 10,
-        nonRetryableErrorTypes: NON_RETRYABLE_PUBLISH_ERRORS,
       },
     }).publishBuild;
 

@@ -9,20 +9,6 @@ import type { DeployActivities } from '../activities/deploy';
 import type { PreparedImage } from '../src/targets/driver';
 import type { FleetTemplate, ImageRef, NodeRecord } from './fleet-api';
 
-/** Errors a retry of the same activity cannot fix. */
-export const NON_RETRYABLE_DEPLOY_ERRORS = [
-  'ConfigError',
-  'SpecError',
-  'NodeUnhealthyError',
-  'DigestMismatchError',
-  'SignatureInvalidError',
-  'ArtifactNotPublishedError',
-  'ToolMissingError',
-  'HostKeyMismatchError',
-  'HostKeyNotPinnedError',
-  'NodeNotRunningError',
-];
-
 export interface FleetNodeInput {
   template: FleetTemplate;
   nodeId: string;
@@ -33,7 +19,8 @@ export interface FleetNodeInput {
 }
 
 export function deployActivities(template: FleetTemplate) {
-  const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_DEPLOY_ERRORS };
+  // Which failures are final is said by each error's class (non-retryable failures end the retries).
+  const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 };
   const healthTimeout = template.healthCheck.timeout + 60_000; // the check's own timeout, plus the last probe
   if (template.deployQueue === workflowInfo().taskQueue) {
     // The target's steps run on this very worker (hollow nodes on the control pool): as local

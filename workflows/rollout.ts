@@ -121,7 +121,7 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
   const acts = deployActivities(template);
   let prepared;
   try {
-    prepared = await acts.prepareImage({ target: template.target, image: input.to.image });
+    prepared = await acts.prepareImage({ target: template.target, image: input.to.image, format: template.artifactFormat });
   } catch (err) {
     if (isCancellation(err)) throw err;
     // Refused before any node was touched (a digest or signature that does not verify, an
@@ -199,7 +199,7 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
     await destroyNodes(template, ready(), policy.batchSize);
     // Restore N to the size it had if nodes were retired before the failure.
     if (input.from && old.length < originalOld) {
-      const back: LaunchSpec = { template, generation: input.from.generation, image: input.from.image, prepared: await acts.prepareImage({ target: template.target, image: input.from.image }) };
+      const back: LaunchSpec = { template, generation: input.from.generation, image: input.from.image, prepared: await acts.prepareImage({ target: template.target, image: input.from.image, format: template.artifactFormat }) };
       const missing = originalOld - old.length;
       step = `restoring ${missing} node(s) of generation ${input.from.generation}`;
       const restored = await Promise.all(Array.from({ length: missing }, () => launchNode(back, plannedNode(template, input.from!.generation, nextOrdinal++))));

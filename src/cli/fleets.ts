@@ -7,7 +7,8 @@ import type { FleetInput, FleetStatus, ImageRef } from '../../workflows/fleet-ap
 import { fleetWorkflowId } from '../../workflows/fleet-api';
 import type { RolloutStatus } from '../../workflows/rollout';
 import { ConfigError } from '../errors';
-import { POOLS, TARGET_POOL } from '../pools/pools';
+import { POOLS } from '../pools/pools';
+import { deployFormat, poolOfTarget } from '../targets';
 import type { Spec } from '../platform/types';
 import { renderTable } from './output';
 
@@ -21,7 +22,8 @@ export function fleetInputFromSpec(spec: Spec, fleetName: string, image: ImageRe
     platform: spec.metadata.name,
     fleet: fleetName,
     target: { name: fleet.target, spec: target },
-    deployQueue: queues.deploy ?? POOLS[TARGET_POOL[target.type]].taskQueue,
+    deployQueue: queues.deploy ?? POOLS[poolOfTarget(target.type)].taskQueue,
+    artifactFormat: deployFormat(target.type, imageSpec.outputs),
     hostnamePrefix: imageSpec.hostnamePrefix ?? fleet.image,
     authorizedKeys: [...imageSpec.authorizedKeys],
     healthCheck: fleet.healthCheck,

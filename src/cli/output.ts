@@ -2,8 +2,10 @@
  * Rendering for the CLI: results on stdout (JSON with --json), everything else on stderr.
  * Colour comes from picocolors, which honours NO_COLOR and non-TTY output.
  */
+import { ActivityFailure, ApplicationFailure, ChildWorkflowFailure } from '@temporalio/common';
 import pc from 'picocolors';
-import { KubedosError, SpecError } from '../errors';
+import { SpecError } from '../errors';
+import { failureHint } from '../temporal/activity-failures';
 
 export { pc as colors };
 
@@ -25,11 +27,19 @@ export function note(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
+/** One link of a cause chain as people read it: where it failed, or what failed and its type. */
+function describeCause(cause: unknown): string {
+  if (cause instanceof ActivityFailure) return `activity ${cause.activityType ?? '?'} failed${cause.retryState ? ` (${cause.retryState.toLowerCase().replace(/_/g, ' ')})` : ''}`;
+  if (cause instanceof ChildWorkflowFailure) return `workflow ${cause.execution?.workflowId ?? cause.workflowType ?? '?'} failed`;
+  if (cause instanceof ApplicationFailure && cause.type) return `${cause.type}: ${cause.message}`;
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
 function causeChain(err: unknown): string[] {
   const chain: string[] = [];
   let cause = (err as { cause?: unknown })?.cause;
-  while (cause && chain.length < 5) {
-    chain.push(cause instanceof Error ? cause.message : String(cause));
+  while (cause && chain.length < 8) {
+    chain.push(describeCause(cause));
     cause = (cause as { cause?: unknown }).cause;
   }
   return chain;
@@ -42,14 +52,18 @@ export function errorJson(err: unknown): { error: Record<string, unknown> } {
     error: {
       name: e?.name ?? 'Error',
       message: e?.message ?? String(err),
-      hint: err instanceof KubedosError ? err.hint : undefined,
+      hint: failureHint(err),
       issues: err instanceof SpecError ? err.issues : undefined,
       causes: causeChain(err),
     },
   };
 }
 
-/** Print an error for people: message, each cause, the hint; the stack only with --debug. */
+/**
+ * Print an error for people: message, each cause, the hint; the stack only with --debug. A failure
+ * raised on a worker arrives wrapped (workflow → activity → the typed error): its hint is the
+ * deepest one in the chain.
+ */
 export function printError(err: unknown, options: { json?: boolean; debug?: boolean; detail?: string } = {}): void {
   if (options.json) {
     printJson(errorJson(err));
@@ -59,7 +73,8 @@ export function printError(err: unknown, options: { json?: boolean; debug?: bool
   const lines = [`${pc.red(pc.bold('error'))}: ${e?.message ?? String(err)}`];
   if (options.detail) lines.push(options.detail);
   for (const cause of causeChain(err)) lines.push(`  ${pc.dim('caused by:')} ${cause}`);
-  if (err instanceof KubedosError && err.hint) lines.push(`  ${pc.cyan('hint:')} ${err.hint}`);
+  const hint = failureHint(err);
+  if (hint) lines.push(`  ${pc.cyan('hint:')} ${hint}`);
   if (options.debug && e?.stack) lines.push(pc.dim(e.stack));
   process.stderr.write(`${lines.join('\n')}\n`);
 }

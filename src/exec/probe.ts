@@ -5,6 +5,7 @@
 import { constants, promises as fs } from 'node:fs';
 import os from 'node:os';
 import { POOLS, type PoolName } from '../pools/pools';
+import { poolRequirements } from '../pools/requirements';
 import { runTool, which } from './run';
 
 export interface ToolProbe {
@@ -32,8 +33,18 @@ export interface PoolProbe {
   host: string;
   pid: number;
   node: string;
+  /** The plug-ins the pool runs (formats on build, target types elsewhere) and whether each can run here. */
+  plugins: PluginProbe[];
   /** Only probed by pools that run VMs. */
   accel?: { mode: Accel; reason: string };
+}
+
+/** One format or target type a pool runs, and what it lacks on this host. */
+export interface PluginProbe {
+  kind: 'format' | 'target';
+  name: string;
+  ok: boolean;
+  missing: string[];
 }
 
 /** Tools without a version flag of their own: ask a sibling from the same package. */
@@ -81,17 +92,23 @@ export async function probeAccel(): Promise<{ mode: Accel; reason: string }> {
   return { mode: 'kvm', reason: '/dev/kvm usable' };
 }
 
-/** Probe every requirement of a pool on this host. */
+/**
+ * Probe every requirement of a pool on this host: its own and those of every plug-in it runs.
+ * The probe is not ok when anything is missing, so a host never polls a queue whose work it
+ * would fail at (another host of the pool may be complete).
+ */
 export async function probePool(pool: PoolName): Promise<PoolProbe> {
   const def = POOLS[pool];
-  const tools = await Promise.all(def.tools.map(probeTool));
+  const needs = poolRequirements(pool);
+  const tools = await Promise.all(needs.tools.map(probeTool));
   const fileProbes = await Promise.all(
-    def.files.map(async (path) => ({ path, found: await fs.access(path).then(() => true, () => false) })),
+    needs.files.map(async (path) => ({ path, found: await fs.access(path).then(() => true, () => false) })),
   );
-  const missing = [
-    ...tools.filter((t) => !t.found).map((t) => `install ${t.name} (not on PATH)`),
-    ...fileProbes.filter((f) => !f.found).map((f) => `install the package that provides ${f.path}`),
+  const lacking = (names: readonly string[], paths: readonly string[]) => [
+    ...tools.filter((t) => !t.found && names.includes(t.name)).map((t) => `install ${t.name} (not on PATH)`),
+    ...fileProbes.filter((f) => !f.found && paths.includes(f.path)).map((f) => `install the package that provides ${f.path}`),
   ];
+  const missing = lacking(needs.tools, needs.files);
   return {
     pool,
     taskQueue: def.taskQueue,
@@ -99,9 +116,13 @@ export async function probePool(pool: PoolName): Promise<PoolProbe> {
     missing,
     tools,
     files: fileProbes,
+    plugins: needs.plugins.map((p) => {
+      const gaps = lacking(p.tools, p.files);
+      return { kind: p.kind, name: p.name, ok: gaps.length === 0, missing: gaps };
+    }),
     host: os.hostname(),
     pid: process.pid,
     node: process.version,
-    accel: pool === 'kvm' ? await probeAccel() : undefined,
+    accel: def.probesAccel ? await probeAccel() : undefined,
   };
 }

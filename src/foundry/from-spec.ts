@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors';
 import type { Spec } from '../platform/types';
-import { FORMAT_NAMES, type BuildPlan, type FormatName, type PlanFile } from './plan';
+import { FORMAT_NAMES, isFormatName, type FormatName } from './formats';
+import type { BuildPlan, PlanFile } from './plan';
 
 export interface PlanOptions {
   /** Formats to build; defaults to the image's `outputs` that the engine implements. */
@@ -15,11 +16,10 @@ export interface PlanOptions {
   sourceDateEpoch: number;
 }
 
-const isEngineFormat = (f: string): f is FormatName => (FORMAT_NAMES as readonly string[]).includes(f);
 
 function selectFormats(imageName: string, outputs: readonly string[], requested?: readonly string[]): FormatName[] {
   const wanted = requested ?? outputs;
-  const missing = wanted.filter((f) => !isEngineFormat(f));
+  const missing = wanted.filter((f) => !isFormatName(f));
   if (missing.length) {
     throw new ConfigError(
       `images.${imageName}: unknown format${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`,

@@ -2,8 +2,8 @@
 export { buildImage, type BuildResult } from './pipeline';
 export type { BuildOptions, Artifact } from './context';
 export {
-  FORMAT_NAMES, baseDigest, canonicalJson, derivedUuid, inputDigest, sha256Hex, validatePlan,
-  type BasePlan, type BuildPlan, type FormatName, type ImagePlan, type PlanFile, type PlanUnit,
+  baseDigest, canonicalJson, derivedUuid, inputDigest, sha256Hex, validatePlan,
+  type BasePlan, type BuildPlan, type ImagePlan, type PlanFile, type PlanUnit,
 } from './plan';
 export {
   DebCache, lockDigest, lockInputsDigest, parseLock, serializeLock,
@@ -11,5 +11,5 @@ export {
 } from './lock';
 export { resolveLock, type ResolveOptions } from './resolve';
 export { LAYER_KIND, layerDigest, sourcesList } from './rootfs';
-export { OUTPUT_FORMATS, describeFormats, resolveFormats, type OutputFormat } from './formats';
+export { FORMAT_NAMES, OUTPUT_FORMATS, describeFormats, formatNamed, formatTools, isFormatName, resolveFormats, type FormatName, type OutputFormat } from './formats';
 export { manifestFileName, type BuildManifest } from './manifest';

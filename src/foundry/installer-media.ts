@@ -32,7 +32,7 @@ import { layerIds } from './disk';
 import { tempPathFor } from './files';
 import { CONSOLE_ARGS } from './live';
 import { DEBIAN_MINI_EPOCH, debianMiniIso, netbootVersion } from './debian-mini-iso';
-import { ASSEMBLED_INSTALLER_ISO } from '../platform/catalog';
+import { ASSEMBLED_INSTALLER_ISO } from './installer-iso';
 import { sha256File } from './lock';
 import { renderPayload } from './payload';
 import { securityMirrorOf, type BuildPlan, type InstallerIso } from './plan';

@@ -4,7 +4,8 @@
  * Digests are computed over canonical JSON so that key order never changes a cache key.
  */
 import { createHash } from 'node:crypto';
-import { ASSEMBLED_INSTALLER_ISO } from '../platform/catalog';
+import type { FormatName } from './formats';
+import { ASSEMBLED_INSTALLER_ISO } from './installer-iso';
 
 /** The package base of an image: what mmdebstrap installs. */
 export interface BasePlan {
@@ -69,8 +70,6 @@ export interface InstallerIso {
   sha256: string;
 }
 
-export const FORMAT_NAMES = ['raw', 'qcow2', 'vmdk', 'ova', 'firecracker', 'ami', 'azure', 'gce', 'iso', 'installer-media', 'pxe'] as const;
-export type FormatName = (typeof FORMAT_NAMES)[number];
 
 /** Everything needed to manufacture one image, bit-identically. */
 export interface BuildPlan {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { cronProblem } from './cron';
 import { hostKeyPinProblem, sshPublicKeyProblem } from './openssh';
 import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN, formatSize } from './quantities';
+import { namesOf, type CatalogEntry } from './catalog';
 import { isRecord, show } from './show';
 
 /** DNS label (RFC 1123): what a hostname component, a Kubernetes name and a VM name all accept. */
@@ -185,4 +186,26 @@ export function objectRule(rule: (value: Record<string, unknown>) => { message: 
     },
     { when: () => true },
   ] as const;
+}
+
+/** One of a catalog table's names, with a message listing them all. */
+export function choice<const T extends readonly CatalogEntry[]>(table: T, noun: string) {
+  const names = namesOf(table);
+  return z.enum(names, {
+    error: (iss) => `${iss.input === undefined ? `missing ${noun}` : `unknown ${noun} ${show(iss.input)}`}; expected one of ${names.join(', ')}`,
+  });
+}
+
+/** Message for a discriminated union whose `type` matches no variant. */
+export function unknownType(noun: string, table: readonly CatalogEntry[]) {
+  return (iss: { code?: string; input?: unknown }): string | undefined => {
+    if (iss.code !== 'invalid_union') return undefined;
+    const type = isRecord(iss.input) ? iss.input.type : undefined;
+    const expected = `expected one of ${table.map((t) => t.name).join(', ')}`;
+    return type === undefined ? `missing "type"; ${expected}` : `unknown ${noun} ${show(type)}; ${expected}`;
+  };
+}
+
+export function describeTable(table: readonly CatalogEntry[]): string {
+  return table.map((t) => `${t.name}: ${t.description}`).join('; ');
 }

@@ -4,6 +4,7 @@
  * which pulls in node:fs and node:crypto.
  */
 export * from './catalog';
+export * from './plugins';
 export * from './types';
 export { parseSpec, loadSpec, SPEC_FILE_NAME, type ParseSpecOptions } from './load';
 export { specDigest } from './digest';

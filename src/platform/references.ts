@@ -4,7 +4,9 @@
  * the parsed spec so they run in the same pass as the schema, even when it found other problems;
  * anything of the wrong shape is skipped here because the schema already reports it.
  */
-import { acceptedFormats, DEFAULT_OUTPUTS, isOutputFormat, isTargetType, type OutputFormat, type TargetType } from './catalog';
+import { targetDescriptor } from '../targets';
+import { acceptedFormats, DEFAULT_OUTPUTS, isFormatName, isTargetType, type FormatName, type TargetType } from './plugins';
+import type { TargetSlots } from '../targets/descriptor';
 import type { Finding } from './issues';
 import { isRecord, listOf, show } from './show';
 import { closest } from './suggest';
@@ -29,8 +31,8 @@ function missingName(kind: string, wanted: string, defined: Section): string {
 }
 
 /** The formats an image will produce, with the schema's default when it lists none. */
-function outputsOf(image: Record<string, unknown>): OutputFormat[] {
-  return Array.isArray(image.outputs) ? image.outputs.filter(isOutputFormat) : [...DEFAULT_OUTPUTS];
+function outputsOf(image: Record<string, unknown>): FormatName[] {
+  return Array.isArray(image.outputs) ? image.outputs.filter(isFormatName) : [...DEFAULT_OUTPUTS];
 }
 
 function compatibility(fleet: string, imageName: string, image: Record<string, unknown>, targetName: string, type: TargetType): Finding | undefined {
@@ -71,7 +73,7 @@ function replicasOf(fleet: Record<string, unknown>): number {
   return typeof fleet.replicas === 'number' ? fleet.replicas : 1;
 }
 
-/** Targets with a fixed number of slots (Proxmox VM ids, bare-metal machines) must hold every fleet on them. */
+/** Targets with a fixed number of slots (e.g. Proxmox VM ids; see each descriptor's `slots`) must hold every fleet on them. */
 function capacityFindings(raw: Record<string, unknown>): Finding[] {
   const fleets = records(section(raw, 'fleets'));
   return records(section(raw, 'targets')).flatMap(([name, target]): Finding[] => {
@@ -83,18 +85,8 @@ function capacityFindings(raw: Record<string, unknown>): Finding[] {
   });
 }
 
-function slotsOf(target: Record<string, unknown>): { count: number; field: string; what: string } | undefined {
-  if (target.type === 'proxmox') {
-    const range = Array.isArray(target.vmidRange) ? target.vmidRange : [9000, 9999];
-    const [low, high] = range;
-    if (typeof low !== 'number' || typeof high !== 'number' || low > high) return undefined;
-    return { count: high - low + 1, field: 'vmidRange', what: `vmidRange [${low}, ${high}] holds ${high - low + 1} VMs` };
-  }
-  if (target.type === 'baremetal' && Array.isArray(target.machines)) {
-    const count = target.machines.length;
-    return { count, field: 'machines', what: `machines lists ${count} machine${count === 1 ? '' : 's'}` };
-  }
-  return undefined;
+function slotsOf(target: Record<string, unknown>): TargetSlots | undefined {
+  return isTargetType(target.type) ? targetDescriptor(target.type).slots?.(target) : undefined;
 }
 
 function scheduleFindings(raw: Record<string, unknown>): Finding[] {

@@ -9,25 +9,30 @@
  */
 import { z } from 'zod';
 import {
-  ASSEMBLED_INSTALLER_ISO,
-  ACCELERATORS,
   API_VERSION,
   ARCHITECTURES,
   COMPONENTS,
-  type CatalogEntry,
   DEFAULT_BASE_PACKAGES,
   DISTROS,
   HEALTH_CHECK_TYPES,
   KIND,
-  namesOf,
-  OUTPUT_FORMATS,
   SCHEDULE_ACTIONS,
   SUITES,
-  TARGET_TYPES,
 } from './catalog';
+import { ASSEMBLED_INSTALLER_ISO } from '../foundry/installer-iso';
+import { TARGETS } from '../targets';
+import { DEFAULT_OUTPUTS, OUTPUT_FORMATS, TARGET_TYPES } from './plugins';
+
+type Registered = typeof import('../targets/registry');
+/** The schema of one registered target type. */
+type TargetVariant = Registered[keyof Registered]['schema'];
+type AnyTargetSpecOutput = z.output<TargetVariant>;
+type AnyTargetSpecInput = z.input<TargetVariant>;
 import {
+  choice,
   countOrPercent,
   cronExpression,
+  describeTable,
   duration,
   envVarName,
   hostAddress,
@@ -46,32 +51,11 @@ import {
   timeZone,
   unique,
   unitName,
+  unknownType,
 } from './fields';
 import { isRecord, show } from './show';
 
 const MiB = 2 ** 20;
-
-/** One of a catalog table's names, with a message listing them all. */
-function choice<const T extends readonly CatalogEntry[]>(table: T, noun: string) {
-  const names = namesOf(table);
-  return z.enum(names, {
-    error: (iss) => `${iss.input === undefined ? `missing ${noun}` : `unknown ${noun} ${show(iss.input)}`}; expected one of ${names.join(', ')}`,
-  });
-}
-
-/** Message for a discriminated union whose `type` matches no variant. */
-function unknownType(noun: string, table: readonly CatalogEntry[]) {
-  return (iss: { code?: string; input?: unknown }): string | undefined => {
-    if (iss.code !== 'invalid_union') return undefined;
-    const type = isRecord(iss.input) ? iss.input.type : undefined;
-    const expected = `expected one of ${table.map((t) => t.name).join(', ')}`;
-    return type === undefined ? `missing "type"; ${expected}` : `unknown ${noun} ${show(type)}; ${expected}`;
-  };
-}
-
-function describeTable(table: readonly CatalogEntry[]): string {
-  return table.map((t) => `${t.name}: ${t.description}`).join('; ');
-}
 
 // ---------------------------------------------------------------------------------------------
 // base
@@ -214,7 +198,7 @@ const imageSchema = z
       .array(choice(OUTPUT_FORMATS, 'format'))
       .min(1)
       .superRefine(unique('format'))
-      .prefault(['qcow2'])
+      .prefault([...DEFAULT_OUTPUTS])
       .describe(`Artifact formats to build. ${describeTable(OUTPUT_FORMATS)}`),
     installerIso: z
       .strictObject({
@@ -247,161 +231,22 @@ const imageSchema = z
 // ---------------------------------------------------------------------------------------------
 // targets
 
-const HOST_KEY_PIN_MESSAGE =
-  'a host key must be pinned: set hostKey (OpenSSH public key or SHA256 fingerprint) or knownHosts; KubeDos never trusts a host key on first use';
-
-const sshConnectionSchema = z
-  .strictObject({
-    host: hostAddress.describe('Host name or IP address'),
-    port: z.int().min(1).max(65_535).default(22).describe('SSH port'),
-    user: z
-      .string()
-      .regex(/^[a-z_][a-z0-9_-]*$/, { error: (iss) => `invalid user name ${show(iss.input)}` })
-      .default('root')
-      .describe('Remote user'),
-    identityFile: z.string().min(1).optional().describe('Private key file; default: the SSH agent'),
-    hostKey: hostKeyPin.optional().describe('Pinned host key: an OpenSSH public key line or its SHA256:… fingerprint'),
-    knownHosts: z.string().min(1).optional().describe('known_hosts file holding the pinned host key'),
-  })
-  .superRefine(
-    ...objectRule((ssh) => (ssh.hostKey === undefined && ssh.knownHosts === undefined ? { message: HOST_KEY_PIN_MESSAGE } : undefined)),
-  )
-  .describe('An SSH connection with a pinned host key');
-
-const hostSchema = z
-  .union([z.literal('local'), sshConnectionSchema], {
-    error: (iss) => `expected "local" or an SSH connection mapping {host, user, port, hostKey or knownHosts}, got ${show(iss.input)}`,
-  })
-  .describe('"local" for this machine, or an SSH connection');
-
-const machineShape = {
-  memory: size(64 * MiB).prefault('1GiB').describe('Memory per node, e.g. 1GiB (parsed to bytes)'),
-  cpus: z.int().min(1).max(256).default(2).describe('Virtual CPUs per node'),
-};
-
-const qemuTarget = z
-  .strictObject({
-    type: z.literal('qemu'),
-    host: hostSchema.default('local'),
-    accel: choice(ACCELERATORS, 'accelerator').default('auto').describe(`QEMU accelerator. ${describeTable(ACCELERATORS)}`),
-    ...machineShape,
-    network: z
-      .union([z.literal('user'), z.strictObject({ bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, { error: 'invalid bridge name' }) })], {
-        error: (iss) => `expected "user" or {bridge: <name>}, got ${show(iss.input)}`,
-      })
-      .default('user')
-      .describe('"user" (NAT, no root needed) or {bridge: br0}'),
-  })
-  .describe('QEMU/KVM');
-
-const proxmoxTarget = z
-  .strictObject({
-    type: z.literal('proxmox'),
-    ssh: sshConnectionSchema,
-    node: z.string().min(1).describe('Proxmox node name, e.g. pve1'),
-    storage: z.string().min(1).default('local-lvm').describe('Storage pool for disks'),
-    bridge: z.string().min(1).default('vmbr0').describe('Network bridge for VMs'),
-    vmidRange: z
-      .tuple([z.int().min(100).max(999_999_999), z.int().min(100).max(999_999_999)])
-      .superRefine(([low, high], ctx) => {
-        if (low > high) ctx.addIssue({ code: 'custom', message: `vmidRange [${low}, ${high}] is reversed; write [low, high]` });
-      })
-      .prefault([9000, 9999])
-      .describe('VM ids KubeDos may use, inclusive; VMs outside it are never touched'),
-    ...machineShape,
-  })
-  .describe('Proxmox VE');
-
-const vsphereTarget = z
-  .strictObject({
-    type: z.literal('vsphere'),
-    url: httpUrl('url').describe('vCenter or ESXi SDK URL, e.g. https://vcenter.example/sdk'),
-    datacenter: z.string().min(1),
-    datastore: z.string().min(1),
-    folder: z.string().min(1).optional().describe('VM folder'),
-    resourcePool: z.string().min(1).optional(),
-    network: z.string().min(1).default('VM Network').describe('Port group for VMs'),
-    insecure: z.boolean().default(false).describe('Skip TLS certificate verification (lab vCenters only)'),
-    credentialsEnv: z
-      .strictObject({
-        username: envVarName.default('GOVC_USERNAME'),
-        password: envVarName.default('GOVC_PASSWORD'),
-      })
-      .prefault({})
-      .describe('NAMES of the environment variables holding the credentials; secrets are never written in the spec'),
-    ...machineShape,
-  })
-  .describe('VMware vSphere/ESXi');
-
-const firecrackerTarget = z
-  .strictObject({
-    type: z.literal('firecracker'),
-    host: hostSchema.default('local'),
-    memory: size(64 * MiB).prefault('512MiB').describe('Memory per microVM (parsed to bytes)'),
-    cpus: z.int().min(1).max(32).default(1).describe('vCPUs per microVM'),
-  })
-  .describe('Firecracker microVMs');
-
-const awsTarget = z
-  .strictObject({
-    type: z.literal('aws'),
-    region: z.string().regex(/^[a-z]{2}(?:-[a-z]+)+-\d+$/, { error: (iss) => `invalid AWS region ${show(iss.input)}, e.g. eu-west-1` }),
-    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: (iss) => `invalid S3 bucket name ${show(iss.input)}` }).describe('S3 bucket for image import'),
-    instanceType: z.string().min(1).default('t3.small'),
-    subnet: z.string().regex(/^subnet-[0-9a-f]+$/, { error: 'expected a subnet id such as subnet-0abc123' }).optional(),
-  })
-  .describe('Amazon EC2; credentials come from the standard AWS environment or profile');
-
-const azureTarget = z
-  .strictObject({
-    type: z.literal('azure'),
-    location: z.string().min(1).describe('Azure region, e.g. westeurope'),
-    resourceGroup: z.string().min(1),
-    storageAccount: z.string().regex(/^[a-z0-9]{3,24}$/, { error: 'invalid storage account name (3-24 lowercase letters and digits)' }),
-    vmSize: z.string().min(1).default('Standard_B2s'),
-  })
-  .describe('Microsoft Azure; credentials come from the az CLI login or the environment');
-
-const gcpTarget = z
-  .strictObject({
-    type: z.literal('gcp'),
-    project: z.string().min(1),
-    zone: z.string().min(1).describe('e.g. europe-west1-b'),
-    bucket: z.string().min(1).describe('Cloud Storage bucket for image import'),
-    machineType: z.string().min(1).default('e2-small'),
-  })
-  .describe('Google Compute Engine; credentials come from gcloud or GOOGLE_APPLICATION_CREDENTIALS');
-
-const baremetalTarget = z
-  .strictObject({
-    type: z.literal('baremetal'),
-    bootServer: hostSchema.default('local').describe('The machine serving DHCP/TFTP/HTTP boot, "local" or over SSH'),
-    machines: z
-      .array(z.string().regex(/^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/, { error: (iss) => `invalid MAC address ${show(iss.input)}; use lowercase aa:bb:cc:dd:ee:ff` }))
-      .min(1)
-      .superRefine(unique('MAC address'))
-      .describe('MAC addresses of the machines KubeDos may (re)install'),
-  })
-  .describe('Bare metal');
-
-const hollowTarget = z
-  .strictObject({
-    type: z.literal('hollow'),
-    bootDelay: duration().prefault('0s').describe('Simulated boot time of each node'),
-    unhealthyImages: z
-      .array(name('image name'))
-      .default([])
-      .describe('Fault injection: nodes of these images boot but never pass their health check (rollback drills)'),
-  })
-  .describe('Hollow nodes for scale tests: each node is a tiny local process');
-
+/**
+ * One variant per registered target type, each the schema of its descriptor. A type this build
+ * has no driver for is refused with the list of those it has.
+ */
 const targetSchema = z
-  .discriminatedUnion(
-    'type',
-    [qemuTarget, proxmoxTarget, vsphereTarget, firecrackerTarget, awsTarget, azureTarget, gcpTarget, baremetalTarget, hollowTarget],
-    { error: unknownType('target type', TARGET_TYPES) },
-  )
-  .describe(`Where nodes run. ${describeTable(TARGET_TYPES)}`);
+  .discriminatedUnion('type', TARGETS.map((t) => t.schema) as unknown as [TargetVariant, ...TargetVariant[]], {
+    error: (iss) => {
+      if (iss.code !== 'invalid_union') return undefined;
+      const type = isRecord(iss.input) ? iss.input.type : undefined;
+      const supported = TARGET_TYPES.map((t) => t.name).join(', ');
+      return type === undefined
+        ? `missing "type"; expected one of ${supported}`
+        : `target type ${show(type)} has no driver in this build; this build deploys to ${supported}`;
+    },
+  })
+  .describe(`Where nodes run. ${describeTable(TARGET_TYPES)}`) as unknown as z.ZodType<AnyTargetSpecOutput, AnyTargetSpecInput>;
 
 // ---------------------------------------------------------------------------------------------
 // fleets
@@ -541,7 +386,6 @@ export const schemas = {
   image: imageSchema,
   payloadFile: payloadFileSchema,
   target: targetSchema,
-  sshConnection: sshConnectionSchema,
   fleet: fleetSchema,
   healthCheck: healthCheckSchema,
   schedule: scheduleSchema,

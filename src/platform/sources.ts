@@ -10,7 +10,7 @@ import type { z } from 'zod';
 import type { Finding } from './issues';
 import type { PayloadFile, specSchema } from './schema';
 import { isRecord } from './show';
-import { ASSEMBLED_INSTALLER_ISO } from './catalog';
+import { ASSEMBLED_INSTALLER_ISO } from '../foundry/installer-iso';
 
 type ParsedSpec = z.output<typeof specSchema>;
 type InstallerIsoSpec = NonNullable<ParsedSpec['images'][string]['installerIso']>;

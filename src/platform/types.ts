@@ -6,22 +6,14 @@
  * Type-only module: workflow code may import it.
  */
 import type { z } from 'zod';
-import type { TargetType } from './catalog';
+import type { TargetType } from '../targets';
 import type { specSchema } from './schema';
+import type { HostSpec, SshConnectionSpec } from './target-fields';
 
 export type { PayloadFile } from './schema';
 export type { Milliseconds, Bytes } from './quantities';
-export type {
-  Accelerator,
-  Architecture,
-  Component,
-  Distro,
-  HealthCheckType,
-  OutputFormat,
-  ScheduleAction,
-  Suite,
-  TargetType,
-} from './catalog';
+export type { Architecture, Component, Distro, HealthCheckType, ScheduleAction, Suite } from './catalog';
+export type { FormatName, TargetType } from './plugins';
 
 /** `T` with every nested property and element readonly (tuples stay tuples). */
 export type DeepReadonly<T> = T extends (...args: never[]) => unknown
@@ -50,10 +42,10 @@ export type FirstBootScript = ImageSpec['firstBoot'][number];
 export type TargetSpec = Spec['targets'][string];
 /** The target variant of one type, e.g. `TargetOf<'proxmox'>`. */
 export type TargetOf<T extends TargetType> = Extract<TargetSpec, { readonly type: T }>;
-/** Where a qemu/firecracker/baremetal driver runs its tools: this machine or an SSH host. */
-export type HostRef = TargetOf<'qemu'>['host'];
+/** Where a driver runs its tools: this machine or an SSH host. */
+export type HostRef = DeepReadonly<HostSpec>;
 /** An SSH connection with a pinned host key (`hostKey` or `knownHosts` is always set). */
-export type SshConnection = TargetOf<'proxmox'>['ssh'];
+export type SshConnection = DeepReadonly<SshConnectionSpec>;
 /** One entry of `fleets`. */
 export type FleetSpec = Spec['fleets'][string];
 /** How a fleet is rolled onto a new image. */
@@ -62,8 +54,3 @@ export type RolloutPolicy = FleetSpec['rollout'];
 export type HealthCheck = FleetSpec['healthCheck'];
 /** One entry of `schedules`; `fleets` is filled with every fleet when the spec omits it. */
 export type ScheduleSpec = Spec['schedules'][string];
-
-// Compile-time guard: the catalog's target types and the schema's variants must be the same set.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-type Assert<T extends true> = T;
-export type TargetTypesMatchCatalog = Assert<Same<TargetSpec['type'], TargetType>>;

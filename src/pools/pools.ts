@@ -4,7 +4,6 @@
  */
 
 import { ConfigError } from '../errors';
-import type { TargetType } from '../platform/catalog';
 
 export const POOL_NAMES = ['control', 'build', 'kvm', 'vsphere', 'cloud'] as const;
 export type PoolName = (typeof POOL_NAMES)[number];
@@ -14,12 +13,17 @@ export interface PoolDefinition {
   /** Temporal task queue the pool polls. */
   readonly taskQueue: string;
   readonly description: string;
-  /** Executables that must be on PATH for the pool to serve its queue. */
+  /**
+   * Executables the pool itself needs, on PATH. The plug-ins it runs add theirs (see
+   * requirements.ts): the build pool's formats, the other pools' target types.
+   */
   readonly tools: readonly string[];
-  /** Files that must exist (firmware, boot stubs). */
+  /** Files the pool itself needs (firmware, boot stubs). */
   readonly files: readonly string[];
   /** Whether this pool executes workflows (only the control pool does). */
   readonly runsWorkflows: boolean;
+  /** Whether its probe reports KVM or TCG (pools that run VMs on their own host). */
+  readonly probesAccel?: boolean;
 }
 
 export const POOLS: Readonly<Record<PoolName, PoolDefinition>> = {
@@ -35,10 +39,8 @@ export const POOLS: Readonly<Record<PoolName, PoolDefinition>> = {
     name: 'build',
     taskQueue: 'kubedos-build',
     description: 'the Foundry: rootfs, filesystems, disks, ISOs, conversions',
-    tools: [
-      'mmdebstrap', 'mkfs.ext4', 'debugfs', 'mkfs.vfat', 'mcopy', 'sfdisk', 'qemu-img',
-      'xorriso', 'mksquashfs', 'objcopy', 'cpio', 'gzip', 'xz', 'zstd',
-    ],
+    // The pipeline's own steps (rootfs, ext4, ESP, GPT, UKI, initramfs); each format adds its tools.
+    tools: ['mmdebstrap', 'mkfs.ext4', 'debugfs', 'mkfs.vfat', 'mcopy', 'sfdisk', 'objcopy', 'cpio', 'gzip', 'xz', 'zstd'],
     files: ['/usr/lib/systemd/boot/efi/linuxx64.efi.stub'],
     runsWorkflows: false,
   },
@@ -46,16 +48,16 @@ export const POOLS: Readonly<Record<PoolName, PoolDefinition>> = {
     name: 'kvm',
     taskQueue: 'kubedos-kvm',
     description: 'QEMU/KVM hosts, local or over SSH (TCG when /dev/kvm is unusable)',
-    // mkfs.vfat + mcopy build each node's NoCloud seed on the worker.
-    tools: ['qemu-system-x86_64', 'qemu-img', 'ssh-keygen', 'mkfs.vfat', 'mcopy'],
-    files: ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_VARS_4M.fd'],
+    tools: [],
+    files: [],
     runsWorkflows: false,
+    probesAccel: true,
   },
   vsphere: {
     name: 'vsphere',
     taskQueue: 'kubedos-vsphere',
     description: 'ESXi/vSphere through govc',
-    tools: ['govc'],
+    tools: [],
     files: [],
     runsWorkflows: false,
   },
@@ -81,19 +83,3 @@ export function parsePoolList(text: string): PoolName[] {
   }
   return names as PoolName[];
 }
-
-/**
- * Which pool runs a target type's deploy activities: where its tools and network reach are.
- * Hollow nodes are local processes of the control host, so the control pool runs them.
- */
-export const TARGET_POOL: Readonly<Record<TargetType, PoolName>> = {
-  qemu: 'kvm',
-  firecracker: 'kvm',
-  proxmox: 'kvm',
-  baremetal: 'kvm',
-  vsphere: 'vsphere',
-  aws: 'cloud',
-  azure: 'cloud',
-  gcp: 'cloud',
-  hollow: 'control',
-};

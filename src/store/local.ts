@@ -6,7 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { DigestMismatchError, StoreError } from '../errors';
+import { DigestMismatchError, StoreError, StoreObjectNotFoundError } from '../errors';
 import { REF_RE, SHA256_RE, type ArtifactStore, type BlobInfo, type BlobRef, type PutFileOptions, type PutResult, type TransferOptions } from './store';
 import { sha256OfFile, throwIfAborted, writeVerified } from './transfer';
 
@@ -94,7 +94,7 @@ export class LocalStore implements ArtifactStore {
     try {
       bytes = await fs.readFile(this.blobPath(sha256));
     } catch (err) {
-      throw new StoreError(`blob ${sha256} is not in the store at ${this.root}`, 'build or publish it first', { cause: err });
+      throw new StoreObjectNotFoundError(`blob ${sha256} is not in the store at ${this.root}`, 'build or publish it first', { cause: err });
     }
     const actual = createHash('sha256').update(bytes).digest('hex');
     if (actual !== sha256) throw new DigestMismatchError(sha256, actual, this.blobPath(sha256));
@@ -107,14 +107,14 @@ export class LocalStore implements ArtifactStore {
     try {
       size = (await fs.stat(src)).size;
     } catch (err) {
-      throw new StoreError(`blob ${sha256} is not in the store at ${this.root}`, 'build or publish it first', { cause: err });
+      throw new StoreObjectNotFoundError(`blob ${sha256} is not in the store at ${this.root}`, 'build or publish it first', { cause: err });
     }
     return writeVerified(createReadStream(src, { highWaterMark: 4 * 1024 * 1024 }), dest, sha256, { ...options, total: size, where: src });
   }
 
   async verifyBlob(sha256: string, options: TransferOptions = {}): Promise<BlobRef> {
     const src = this.blobPath(sha256);
-    if (!(await this.has(sha256))) throw new StoreError(`blob ${sha256} is not in the store at ${this.root}`, 'build or publish it first');
+    if (!(await this.has(sha256))) throw new StoreObjectNotFoundError(`blob ${sha256} is not in the store at ${this.root}`, 'build or publish it first');
     const ref = await sha256OfFile(src, options);
     if (ref.sha256 !== sha256) throw new DigestMismatchError(sha256, ref.sha256, src);
     return ref;

@@ -36,7 +36,7 @@ import {
   UploadPartCommand,
   type Part,
 } from '@aws-sdk/client-s3';
-import { CancelledError, ConfigError, DigestMismatchError, StoreError } from '../errors';
+import { CancelledError, ConfigError, DigestMismatchError, StoreError, StoreObjectNotFoundError, StoreUnavailableError } from '../errors';
 import { logger } from '../log';
 import {
   REF_RE,
@@ -136,6 +136,14 @@ function isNotFound(err: unknown): boolean {
   return e?.name === 'NotFound' || e?.name === 'NoSuchKey' || e?.name === 'NoSuchUpload' || e?.$metadata?.httpStatusCode === 404;
 }
 
+/** A failure another try may not meet: no connection, a timeout, a 5xx, throttling (the SDK's own retries already ran). */
+function isTransient(e: AwsLikeError): boolean {
+  const status = e?.$metadata?.httpStatusCode ?? 0;
+  if (status >= 500 || status === 429 || status === 408) return true;
+  if (/SlowDown|Throttl|RequestTimeout|TooManyRequests|InternalError|ServiceUnavailable|TimeoutError/i.test(e?.name ?? '')) return true;
+  return /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|ECONNRESET|EPIPE|EAI_AGAIN|socket hang up/i.test(`${e?.code ?? ''} ${e?.message ?? ''}`);
+}
+
 /** Part size for a file: the configured one, grown (to whole MiB) when 10 000 parts would not do. */
 export function choosePartSize(size: number, configured: number): number {
   let part = Math.max(configured, MIN_PART_SIZE);
@@ -197,11 +205,17 @@ export class S3Store implements ArtifactStore {
     if (err instanceof StoreError || err instanceof CancelledError || err instanceof DigestMismatchError) return err;
     const e = err as AwsLikeError;
     const name = e?.name ?? e?.code ?? 'Error';
-    let hint = 'check the S3 server, bucket and credentials';
-    if (name === 'NoSuchBucket') hint = `create the bucket "${this.bucket}" or fix KUBEDOS_S3_BUCKET`;
-    else if (/AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Credentials/i.test(name)) hint = 'check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy';
-    else if (/ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH/.test(`${e?.code ?? ''} ${e?.message ?? ''}`)) hint = 'the S3 endpoint is unreachable: check KUBEDOS_S3_ENDPOINT';
-    return new StoreError(`${this.location}: ${what} failed: ${name}: ${e?.message ?? String(err)}`, hint, { cause: err });
+    const message = `${this.location}: ${what} failed: ${name}: ${e?.message ?? String(err)}`;
+    if (name === 'NoSuchBucket') return new StoreError(message, `create the bucket "${this.bucket}" or fix KUBEDOS_S3_BUCKET`, { cause: err });
+    if (/AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Credentials/i.test(name)) {
+      return new StoreError(message, 'check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy', { cause: err });
+    }
+    if (isNotFound(err)) return new StoreObjectNotFoundError(message, 'build or publish it first', { cause: err });
+    if (isTransient(e)) {
+      const unreachable = /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|ECONNRESET|EPIPE/.test(`${e?.code ?? ''} ${e?.message ?? ''}`);
+      return new StoreUnavailableError(message, unreachable ? 'the S3 endpoint is unreachable: check KUBEDOS_S3_ENDPOINT and that the server runs' : 'the S3 server is busy or failing; the step is retried', { cause: err });
+    }
+    return new StoreError(message, 'check the S3 server, bucket and credentials', { cause: err });
   }
 
   /** Create the bucket when it does not exist (setup and tests). */
@@ -491,7 +505,7 @@ export class S3Store implements ArtifactStore {
   async getBytes(sha256: string): Promise<Buffer> {
     const key = blobKey(sha256);
     const res = await this.getObject(key);
-    if (!res) throw new StoreError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
+    if (!res) throw new StoreObjectNotFoundError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
     const bytes = Buffer.from(await res.transformToByteArray());
     const actual = createHash('sha256').update(bytes).digest('hex');
     if (actual !== sha256) throw new DigestMismatchError(sha256, actual, `${this.location}/${key}`);
@@ -512,9 +526,9 @@ export class S3Store implements ArtifactStore {
   async getFile(sha256: string, dest: string, options: TransferOptions = {}): Promise<BlobRef> {
     const key = blobKey(sha256);
     const info = await this.head(key, options.signal);
-    if (!info) throw new StoreError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
+    if (!info) throw new StoreObjectNotFoundError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
     const body = await this.getObject(key, options.signal);
-    if (!body) throw new StoreError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
+    if (!body) throw new StoreObjectNotFoundError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
     const onAbort = () => body.destroy();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -532,7 +546,7 @@ export class S3Store implements ArtifactStore {
     const key = blobKey(sha256);
     const info = await this.head(key, options.signal);
     const body = info && (await this.getObject(key, options.signal));
-    if (!info || !body) throw new StoreError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
+    if (!info || !body) throw new StoreObjectNotFoundError(`blob ${sha256} is not in ${this.location}`, 'build or publish it first');
     const hash = createHash('sha256');
     let size = 0;
     try {

@@ -3,9 +3,9 @@
  * (once per digest), creates nodes from it with their own identity, starts, locates, checks and
  * destroys them, and lists the nodes KubeDos owns there (labelled with fleet and generation) so
  * orphans can be found. A new substrate is one new file implementing this and one registry line
- * in ./index.ts. Every method is idempotent: activities may be retried at any point.
+ * in ./registry.ts (see ./descriptor.ts). Every method is idempotent: activities may be retried at any point.
  */
-import type { TargetSpec, TargetType } from '../platform/types';
+import type { TargetType } from './index';
 import type { NodeIdentity, PublicIdentity } from './identity';
 
 /** Labels every node carries, on the substrate itself (VM name/notes, state files). */
@@ -64,8 +64,6 @@ export interface DriverContext {
 
 export interface TargetDriver {
   readonly type: TargetType;
-  /** Artifact format the driver consumes; undefined when it needs no bytes (hollow). */
-  readonly artifactFormat?: string;
   /** Make the image present on the host, once per digest; a repeat is a cheap check. */
   prepare(image: ImageSource, ctx: DriverContext): Promise<PreparedImage>;
   /**
@@ -90,5 +88,3 @@ export interface DriverEnvironment {
   /** e.g. $KUBEDOS_HOME/targets/<target name> */
   stateDir: string;
 }
-
-export type DriverFactory<T extends TargetSpec = TargetSpec> = (name: string, spec: T, env: DriverEnvironment) => TargetDriver;

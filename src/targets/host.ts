@@ -8,7 +8,7 @@
 import { constants, promises as fs } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ToolFailedError } from '../errors';
+import { ToolFailedError, UploadDigestMismatchError } from '../errors';
 import { isOurProcess, processArgv, stopProcess } from '../exec/daemon';
 import { probeAccel } from '../exec/probe';
 import { runTool } from '../exec/run';
@@ -137,7 +137,7 @@ export class LocalHost implements TargetHost {
       const got = await sha256OfFile(tmp, { signal: ctx.signal, onProgress: (p) => ctx.progress?.({ step: 'verify copy', done: p.bytes, total: p.total }) });
       if (got.sha256 !== source.sha256) {
         await fs.rm(tmp, { force: true });
-        throw new Error(`copy of ${source.path} to ${dest} hashes to ${got.sha256}, expected ${source.sha256}`);
+        throw new UploadDigestMismatchError(`copy ${dest}`, source.sha256, got.sha256, 'the local copy was damaged while it was written; the step is retried');
       }
     }
     await fs.chmod(tmp, mode);

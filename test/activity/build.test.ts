@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { kubedosFailureInterceptors } from '../../src/temporal/activity-failures';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { buildKey, createBuildActivities, type BuildHeartbeat, type BuildImageResult } from '../../activities/build';
 import { createPublishActivities, type PublishBuildResult } from '../../activities/publish';
@@ -167,7 +168,10 @@ test('with a remote store the build stages on this host; publishBuild uploads fr
   await fs.chmod(blob, 0o644);
   const good = await fs.readFile(blob);
   await fs.writeFile(blob, Buffer.from(good).fill(0x41, 0, 1));
-  const damaged = await new MockActivityEnvironment().run(createPublishActivities({ store: fresh, staging, signer }).publishBuild, input).catch((e: unknown) => e);
+  // Through the workers' own boundary: the typed error leaves as a non-retryable failure of its class.
+  const damaged = await new MockActivityEnvironment(undefined, { interceptors: [kubedosFailureInterceptors] })
+    .run(createPublishActivities({ store: fresh, staging, signer }).publishBuild, input)
+    .catch((e: unknown) => e);
   expect(damaged).toMatchObject({ type: 'ArtifactNotStagedError', nonRetryable: true });
   expect((damaged as Error).message).toMatch(new RegExp(`the staged copy of sha256:${sha} is damaged: .*content hashes to sha256:`));
   expect(await fresh.has(sha)).toBe(false);
@@ -183,7 +187,7 @@ test('with a remote store the build stages on this host; publishBuild uploads fr
   // Neither staged nor published: a typed, non-retryable failure that names the file.
   const other = new LocalStore(path.join(root, 'other'));
   const lost = createPublishActivities({ store: other, staging, signer }).publishBuild;
-  const err = await new MockActivityEnvironment().run(lost, input).catch((e: unknown) => e);
+  const err = await new MockActivityEnvironment(undefined, { interceptors: [kubedosFailureInterceptors] }).run(lost, input).catch((e: unknown) => e);
   expect(err).toMatchObject({ type: 'ArtifactNotStagedError', nonRetryable: true });
   expect((err as Error).message).toMatch(/worker\.raw \(sha256:[0-9a-f]{64}\) is neither staged on this host/);
 });

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildImage, OUTPUT_FORMATS, sourcesList, type BuildPlan } from '../../src/foundry';
+import { buildImage, formatNamed, sourcesList, type BuildPlan } from '../../src/foundry';
 import { sha256File } from '../../src/foundry/lock';
 import { DPKG_PATH_FILTERS } from '../../src/foundry/rootfs';
 import { diskLayout } from '../../src/foundry/disk';
@@ -38,7 +38,7 @@ describe.each(TEST_PLAN.formats)('format %s', (format) => {
     const entry = img.manifest.artifacts.find((a) => a.format === format);
     expect(entry).toBeDefined();
     const file = img.artifacts[format]!;
-    expect(path.basename(file)).toBe(OUTPUT_FORMATS[format as keyof typeof OUTPUT_FORMATS].fileName(TEST_PLAN.image));
+    expect(path.basename(file)).toBe(formatNamed(format).fileName(TEST_PLAN.image));
     const st = await fs.stat(file);
     expect(st.size).toBe(entry!.size);
     expect(await sha256File(file)).toBe(entry!.sha256);

@@ -10,7 +10,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { OUTPUT_FORMATS } from '../../src/foundry';
+import { formatNamed } from '../../src/foundry';
 import { diskLayout, ESP_TYPE, ROOT_X86_64_TYPE } from '../../src/foundry/disk';
 import { sha256SparseFile } from '../../src/foundry/files';
 import { parseVhdFooter } from '../../src/foundry/formats/azure';
@@ -46,7 +46,7 @@ function run(argv: string[]): string {
 describe.each(['ami', 'azure', 'gce'] as const)('%s', (format) => {
   test('is one artifact, named by the registry, digested, in the manifest', async () => {
     const entries = img.manifest.artifacts.filter((a) => a.format === format);
-    expect(entries.map((e) => e.file)).toEqual([OUTPUT_FORMATS[format].fileName(TEST_PLAN.image)]);
+    expect(entries.map((e) => e.file)).toEqual([formatNamed(format).fileName(TEST_PLAN.image)]);
     expect(await sha256File(path.join(img.dir, entries[0]!.file))).toBe(entries[0]!.sha256);
   });
 });

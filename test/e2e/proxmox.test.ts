@@ -30,7 +30,7 @@ import {
   ProxmoxDriver,
   qmCreateArgv,
   type VmRecord,
-} from '../../src/targets/proxmox';
+} from '../../src/targets/proxmox/driver';
 import { fleetWorkflowId, teardownSignal, type FleetInput } from '../../workflows/fleet-api';
 import { readyCount, waitForStatus } from '../support/fleet';
 import { injectionCorpus } from '../support/injection-corpus';
@@ -164,9 +164,8 @@ describe('proxmox driver against a real sshd with stand-in qm/pvesm', () => {
   });
 
   test('the registry builds the proxmox driver from a spec', async () => {
-    const d = createDriver('pve', pve.spec());
+    const d = await createDriver('pve', pve.spec());
     expect(d).toBeInstanceOf(ProxmoxDriver);
-    expect(d.artifactFormat).toBe('qcow2');
     await d.close?.();
   });
 

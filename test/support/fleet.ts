@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { createDeployActivities, type TargetRef } from '../../activities/deploy';
-import { HollowDriver } from '../../src/targets/hollow';
+import { HollowDriver } from '../../src/targets/hollow/driver';
 import type { TargetOf } from '../../src/platform/types';
 import { fleetStatusQuery, fleetWorkflowId, type FleetInput, type FleetStatus } from '../../workflows/fleet-api';
 import { testPoolWorker, type TestEnv } from './temporal';

@@ -7,7 +7,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { BuildPlan, FormatName } from '../../src/foundry';
 import type { Artifact, BuildContext, Layer } from '../../src/foundry/context';
-import { OUTPUT_FORMATS } from '../../src/foundry/formats';
+import { formatNamed } from '../../src/foundry/formats';
 import { produceAll } from '../../src/foundry/pipeline';
 import { logger } from '../../src/log';
 import { TEST_PLAN, type BuiltImage } from './images';
@@ -39,7 +39,7 @@ export async function reproduceFormats(img: BuiltImage, plan: BuildPlan, formats
     timings: {},
   };
   try {
-    return (await produceAll(ctx, formats.map((f) => OUTPUT_FORMATS[f]))).flat();
+    return (await produceAll(ctx, formats.map((f) => formatNamed(f)))).flat();
   } finally {
     await fs.rm(workDir, { recursive: true, force: true });
   }

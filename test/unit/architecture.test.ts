@@ -92,13 +92,17 @@ test('activities never import workflows', () => {
 });
 
 test('target drivers do not import one another', () => {
-  // A driver is a module that implements the interface; shared helpers (identity, seeds) are not.
-  const drivers = tsFiles('src/targets').filter((f) => /implements TargetDriver\b/.test(readFileSync(f, 'utf8')));
-  expect(drivers.map(rel)).toContain('src/targets/hollow.ts');
-  const violations = drivers.flatMap((f) =>
+  // A driver is a folder src/targets/<type>/; what they share (identity, seeds, hosts) sits beside them.
+  const folderOf = (file: string) => /^src\/targets\/([^/]+)\//.exec(rel(file))?.[1];
+  const files = tsFiles('src/targets').filter((f) => folderOf(f));
+  // Every registry line names a folder of its own.
+  const registered = [...readFileSync(path.join(ROOT, 'src/targets/registry.ts'), 'utf8').matchAll(/from '\.\/([^']+)'/g)].map((m) => m[1]!);
+  expect(registered.length).toBeGreaterThanOrEqual(3);
+  for (const folder of registered) expect(files.map(folderOf)).toContain(folder);
+  const violations = files.flatMap((f) =>
     importsOf(f)
       .map((i) => (i.spec.startsWith('.') ? resolveLocal(f, i.spec) : undefined))
-      .filter((t): t is string => Boolean(t && drivers.includes(t)))
+      .filter((t): t is string => Boolean(t && folderOf(t) && folderOf(t) !== folderOf(f)))
       .map((t) => `${rel(f)} imports ${rel(t)}`),
   );
   expect(violations).toEqual([]);

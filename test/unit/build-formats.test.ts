@@ -1,19 +1,22 @@
 /** The output-format registry: one implementation per format name, validated before any work. */
 import { BuildPlanError } from '../../src/errors';
-import { FORMAT_NAMES, OUTPUT_FORMATS, describeFormats, resolveFormats } from '../../src/foundry';
+import { FORMAT_NAMES, OUTPUT_FORMATS, describeFormats, formatNamed, resolveFormats } from '../../src/foundry';
 
 const image = { name: 'img', role: 'worker', hostname: 'h', files: [], units: [], firstBoot: [], authorizedKeys: [], passwordLogin: false, diskSizeBytes: 2 ** 30 };
 
-test('every FORMAT_NAME has exactly one implementation, registered under its own name', () => {
-  expect(Object.keys(OUTPUT_FORMATS).sort()).toEqual([...FORMAT_NAMES].sort());
-  for (const name of FORMAT_NAMES) expect(OUTPUT_FORMATS[name].name).toBe(name);
-  const implementations = Object.values(OUTPUT_FORMATS);
-  expect(new Set(implementations).size).toBe(implementations.length);
+test('every registered format has its own name, a description and the tools it needs', () => {
+  expect(FORMAT_NAMES).toEqual(OUTPUT_FORMATS.map((f) => f.name));
+  for (const name of FORMAT_NAMES) expect(formatNamed(name).name).toBe(name);
+  expect(new Set(OUTPUT_FORMATS).size).toBe(OUTPUT_FORMATS.length);
+  for (const f of OUTPUT_FORMATS) {
+    expect(f.description.length).toBeGreaterThan(10);
+    expect(Array.isArray(f.tools)).toBe(true);
+  }
 });
 
 test('format names and artifact file names are unique', () => {
   expect(new Set(FORMAT_NAMES).size).toBe(FORMAT_NAMES.length);
-  const files = Object.values(OUTPUT_FORMATS).map((f) => f.fileName(image));
+  const files = OUTPUT_FORMATS.map((f) => f.fileName(image));
   expect(new Set(files).size).toBe(files.length);
   for (const f of files) expect(f.startsWith('img.')).toBe(true);
 });
@@ -36,7 +39,7 @@ test('resolveFormats keeps the requested order, drops duplicates, rejects unknow
 test('help text has one line per format, generated from the table', () => {
   const lines = describeFormats().split('\n');
   expect(lines).toHaveLength(FORMAT_NAMES.length);
-  for (const [i, name] of Object.keys(OUTPUT_FORMATS).entries()) expect(lines[i]!.startsWith(name)).toBe(true);
+  for (const [i, name] of FORMAT_NAMES.entries()) expect(lines[i]!.startsWith(name)).toBe(true);
 });
 
 describe('producing formats concurrently', () => {

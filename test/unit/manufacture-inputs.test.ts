@@ -3,7 +3,7 @@ import { mkdtempSync, promises as fs, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { OUTPUT_FORMATS as CATALOG_FORMATS, parseSpec } from '../../src/platform';
-import { FORMAT_NAMES } from '../../src/foundry/plan';
+import { FORMAT_NAMES } from '../../src/foundry/formats';
 import { parsePlan, planFromSpec, serializePlan } from '../../src/foundry/from-spec';
 import { lockInputsDigest } from '../../src/foundry/lock';
 import { readLockFile, serializeLockFile, usableLock, writeLockFile, type LockFile } from '../../src/platform/lock-file';

@@ -6,7 +6,7 @@ import { qemuImgCreateOverlayArgv } from '../../src/foundry/tools/qemu-img';
 import { qemuOptValue, qemuVmArgv, type QemuVmArgs } from '../../src/foundry/tools/qemu-system';
 import { createDriver, supportedTargetTypes } from '../../src/targets';
 import { consoleReady, machineIdUuid } from '../../src/targets/identity';
-import { nodeMac, QemuDriver } from '../../src/targets/qemu';
+import { nodeMac, QemuDriver } from '../../src/targets/qemu/driver';
 import type { TargetSpec } from '../../src/platform/types';
 
 const base: QemuVmArgs = {
@@ -78,10 +78,9 @@ test('readiness is the exact console line for the node hostname, with or without
   expect(consoleReady('', 'worker-0001')).toBe(false);
 });
 
-test('the registry makes a QEMU driver for type qemu', () => {
+test('the registry makes a QEMU driver for type qemu', async () => {
   expect(supportedTargetTypes()).toContain('qemu');
   const spec = { type: 'qemu', host: 'local', accel: 'tcg', memory: 1 << 30, cpus: 2, network: 'user' } as TargetSpec;
-  const driver = createDriver('local-qemu', spec, { stateDir: '/nonexistent' });
+  const driver = await createDriver('local-qemu', spec, { stateDir: '/nonexistent' });
   expect(driver).toBeInstanceOf(QemuDriver);
-  expect(driver.artifactFormat).toBe('qcow2');
 });

@@ -229,17 +229,9 @@ describe('OpenSSH keys', () => {
 });
 
 describe('targets', () => {
-  test('every catalog target type has a schema variant', () => {
+  test('every registered target type has a schema variant', () => {
     const minimal: Record<string, Record<string, unknown>> = {
-      qemu: {},
       proxmox: { node: 'pve1', ssh: { host: 'pve1', hostKey: FINGERPRINT } },
-      vsphere: { url: 'https://vc/sdk', datacenter: 'dc', datastore: 'ds' },
-      firecracker: {},
-      aws: { region: 'eu-west-1', bucket: 'images' },
-      azure: { location: 'westeurope', resourceGroup: 'rg', storageAccount: 'kubedos' },
-      gcp: { project: 'p', zone: 'europe-west1-b', bucket: 'b' },
-      baremetal: { machines: ['aa:bb:cc:dd:ee:ff'] },
-      hollow: {},
     };
     const doc = baseDoc();
     doc.fleets = {};
@@ -259,12 +251,16 @@ describe('targets', () => {
     expect(only(doc)).toMatchObject({ path: 'targets.local.host.hostKey', message: expect.stringMatching(/malformed fingerprint/) });
   });
 
-  test('vSphere credentials are environment variable names with defaults', () => {
+  test('names that reach a Proxmox command line are held to Proxmox\'s grammar', () => {
     const doc = baseDoc();
-    doc.targets.vc = { type: 'vsphere', url: 'https://vc/sdk', datacenter: 'dc', datastore: 'ds' };
-    expect(parse(doc).targets.vc).toMatchObject({ insecure: false, credentialsEnv: { username: 'GOVC_USERNAME', password: 'GOVC_PASSWORD' } });
-    doc.targets.vc.credentialsEnv = { password: 'hunter2!' };
-    expect(only(doc).message).toMatch(/give the NAME of a variable/);
+    doc.targets.pve = { type: 'proxmox', node: 'pve1;reboot', storage: 'local-lvm $(reboot)', bridge: 'vmbr0\nx', ssh: { host: 'pve1', hostKey: FINGERPRINT } };
+    doc.fleets.workers.target = 'pve';
+    const found = issuesOf(doc).map((i) => `${i.path}: ${i.message}`);
+    expect(found).toEqual([
+      expect.stringMatching(/^targets\.pve\.node: invalid Proxmox node name "pve1;reboot": Proxmox names nodes by host name/),
+      expect.stringMatching(/^targets\.pve\.storage: invalid Proxmox storage id "local-lvm \$\(reboot\)": a storage id is lowercase/),
+      expect.stringMatching(/^targets\.pve\.bridge: invalid Proxmox bridge "vmbr0\\nx": a Linux bridge name/),
+    ]);
   });
 
   test('a reversed vmidRange', () => {
@@ -286,13 +282,11 @@ describe('targets', () => {
 
 describe('format and target compatibility', () => {
   test.each([
-    ['vsphere', { url: 'https://vc/sdk', datacenter: 'dc', datastore: 'ds' }, 'vmdk'],
-    ['firecracker', {}, 'firecracker'],
+    ['qemu', {}, 'qcow2'],
     ['proxmox', { node: 'n', ssh: { host: 'h', hostKey: FINGERPRINT } }, 'qcow2'],
-    ['aws', { region: 'eu-west-1', bucket: 'images' }, 'ami'],
   ])('a %s target needs a fitting output', (type, extra, suggested) => {
     const doc = baseDoc();
-    doc.images.worker.outputs = type === 'proxmox' ? ['vmdk'] : ['qcow2'];
+    doc.images.worker.outputs = ['vmdk'];
     doc.targets.t = { type, ...extra };
     doc.fleets.workers.target = 't';
     expect(only(doc)).toEqual({
@@ -312,9 +306,11 @@ describe('format and target compatibility', () => {
 
   test('the default output (qcow2) is what is checked when outputs is omitted', () => {
     const doc = baseDoc();
+    doc.targets.local = { type: 'proxmox', node: 'n', ssh: { host: 'h', hostKey: FINGERPRINT } };
     delete doc.images.worker.outputs;
-    doc.targets.local = { type: 'firecracker' };
-    expect(only(doc).message).toMatch(/the image outputs qcow2; add firecracker/);
+    expect(issuesOf(doc)).toEqual([]);
+    doc.images.worker.outputs = ['raw'];
+    expect(only(doc).message).toMatch(/a proxmox target needs qcow2 but the image outputs raw; add qcow2/);
   });
 });
 

@@ -38,7 +38,7 @@ afterAll(async () => env?.close());
 
 /** A vsphere probe that "leaks" the secret in its result, as a careless activity would. */
 const leakyProbe = (taskQueue: string): PoolProbe => ({
-  pool: 'vsphere', taskQueue, ok: false, missing: [`log in with ${SECRET}`], tools: [], files: [], host: SECRET, pid: 1, node: process.version,
+  pool: 'vsphere', taskQueue, ok: false, missing: [`log in with ${SECRET}`], tools: [], files: [], plugins: [], host: SECRET, pid: 1, node: process.version,
 });
 
 interface Ran {

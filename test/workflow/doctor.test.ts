@@ -57,7 +57,7 @@ test('a pool whose probe lacks something is reported degraded with what to insta
   const queues = { control: `t-${id}-control`, vsphere: `t-${id}-vsphere` };
   const fakeProbe: PoolProbe = {
     pool: 'vsphere', taskQueue: queues.vsphere, ok: false, missing: ['install govc (not on PATH)'],
-    tools: [{ name: 'govc', found: false }], files: [], host: 'h', pid: 1, node: process.version,
+    tools: [{ name: 'govc', found: false }], files: [], plugins: [], host: 'h', pid: 1, node: process.version,
   };
   const workers = [
     await testPoolWorker(env, 'control', queues.control),

@@ -16,16 +16,15 @@ import { LocalStore } from '../../src/store/local';
 import { publishBuild } from '../../src/store/publish';
 import { FoundrySigner } from '../../src/store/signing';
 import { signatureRefOf } from '../../src/store/store';
-import type { TargetOf } from '../../src/platform/types';
 import type { ImageSource } from '../../src/targets/driver';
-import { HollowDriver } from '../../src/targets/hollow';
+import { HollowDriver } from '../../src/targets/hollow/driver';
+import type { HollowTargetSpec } from '../../src/targets/hollow';
 import { deployUpdate, teardownSignal } from '../../workflows/fleet-api';
 import { hollowHarness, readyCount, startFleet, waitForStatus, type HollowHarness } from '../support/fleet';
 import { connectTestEnv, testPoolWorker, type TestEnv } from '../support/temporal';
 
-/** A hollow driver that, like the QEMU driver, needs the verified qcow2 before it makes nodes. */
+/** A hollow driver that, like the QEMU driver, needs the verified qcow2 (the fleet's artifactFormat) before it makes nodes. */
 class BytesHollowDriver extends HollowDriver {
-  override readonly artifactFormat = 'qcow2' as never;
   readonly seen: string[] = [];
   override async prepare(image: ImageSource) {
     if (!image.artifact) throw new Error('prepare was called without the verified artifact');
@@ -68,7 +67,7 @@ beforeAll(async () => {
   signer = new FoundrySigner(path.join(tmp, 'keys', 'foundry_ed25519'));
   const allowedSigners = path.join(tmp, 'allowed_signers');
   await fs.writeFile(allowedSigners, `${await signer.allowedSignersLine()}\n`);
-  driver = new BytesHollowDriver('sim', { type: 'hollow', bootDelay: 0, unhealthyImages: [] } as TargetOf<'hollow'>, { stateDir: path.join(tmp, 'nodes') });
+  driver = new BytesHollowDriver('sim', { type: 'hollow', bootDelay: 0, unhealthyImages: [] } as HollowTargetSpec, { stateDir: path.join(tmp, 'nodes') });
   worker = await testPoolWorker(env, 'kvm', queue, createDeployActivities({ driverFor: () => driver, fetchArtifact: artifactsFromStore(store, path.join(tmp, 'images'), allowedSigners) }) as never);
   running = Promise.all([h.worker.run(), worker.run()]).then(() => undefined);
 });
@@ -85,7 +84,7 @@ afterAll(async () => {
 test('a flipped byte and an unsigned publication are refused by deploy; N keeps serving', async () => {
   const good = await publish('good');
   const p = `p${randomUUID().slice(0, 8)}`;
-  const handle = await startFleet(env, h, h.input(p, { deployQueue: queue, replicas: 2, image: { name: 'worker', digest: good.digest } }));
+  const handle = await startFleet(env, h, h.input(p, { deployQueue: queue, artifactFormat: 'qcow2', replicas: 2, image: { name: 'worker', digest: good.digest } }));
   const g1 = await waitForStatus(handle, (s) => s.phase === 'steady' && readyCount(s) === 2);
   expect(driver.seen).toEqual([good.artifact]);
 

@@ -9,7 +9,7 @@ import type { Worker } from '@temporalio/worker';
 import type { BuildImageInput, BuildImageResult } from '../../activities/build';
 import type { PublishBuildInput, PublishBuildResult } from '../../activities/publish';
 import type { ManufactureResult } from '../../workflows/manufacture';
-import { BuildPlanError } from '../../src/errors';
+import { ArtifactNotStagedError, BuildPlanError, DigestMismatchError } from '../../src/errors';
 import { connectTestEnv, testPoolWorker, type TestEnv } from '../support/temporal';
 
 let env: TestEnv;
@@ -130,7 +130,7 @@ test('when the build host lost what it staged, the image is built again and then
     },
     async (input) => {
       publishes += 1;
-      if (publishes === 1) throw ApplicationFailure.create({ type: 'ArtifactNotStagedError', message: 'worker.raw is neither staged on this host nor in s3://bucket', nonRetryable: true });
+      if (publishes === 1) throw new ArtifactNotStagedError('worker.raw is neither staged on this host nor in s3://bucket');
       return published(input);
     },
   );
@@ -161,7 +161,8 @@ test('a publish failure that retrying cannot fix fails the workflow, phase faile
     async () => result('worker'),
     async () => {
       publishes += 1;
-      throw ApplicationFailure.create({ type: 'DigestMismatchError', message: 'worker.raw: content hashes to sha256:00, expected sha256:22', nonRetryable: false });
+      // The real class, as the publish activity throws it: the worker's boundary makes it final.
+      throw new DigestMismatchError('22', '00', 'worker.raw');
     },
   );
   expect(outcome.ok).toBe(false);

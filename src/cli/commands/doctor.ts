@@ -20,9 +20,15 @@ function stateCell(r: PoolReport): string {
   return pc.red('unreachable');
 }
 
+/** The plug-ins a pool runs, those it cannot run here in red. */
+function servesCell(plugins: PoolReport['probe'] extends infer P ? (P extends { plugins: infer L } ? L : never) : never): string {
+  if (!plugins.length) return '-';
+  return plugins.map((p) => (p.ok ? p.name : pc.red(p.name))).join(', ');
+}
+
 export function renderDoctor(reports: PoolReport[]): string {
   const summary = renderTable(
-    ['POOL', 'QUEUE', 'STATE', 'HOST', 'ACCEL', 'TOOLS', 'NOTES'],
+    ['POOL', 'QUEUE', 'STATE', 'HOST', 'ACCEL', 'TOOLS', 'SERVES', 'NOTES'],
     reports.map((r) => {
       const tools = r.probe?.tools ?? [];
       const found = tools.filter((t) => t.found).length;
@@ -33,6 +39,7 @@ export function renderDoctor(reports: PoolReport[]): string {
         r.probe ? `${r.probe.host}:${r.probe.pid}` : '-',
         r.probe?.accel ? `${r.probe.accel.mode}${r.probe.accel.mode === 'tcg' ? ` (${r.probe.accel.reason})` : ''}` : '-',
         r.probe ? `${found}/${tools.length}` : '-',
+        r.probe ? servesCell(r.probe.plugins) : '-',
         r.error ?? r.probe?.missing.join('; ') ?? '',
       ];
     }),

@@ -25,9 +25,11 @@ export const AMI_IMPORT = {
   rootDeviceName: '/dev/xvda',
 } as const;
 
-export const ami: OutputFormat = {
+export const ami: OutputFormat<'ami'> = {
   name: 'ami',
   description: 'AWS: streamOptimized VMDK for import-snapshot, UEFI boot mode, NVMe and ENA drivers checked',
+  consumes: 'disk',
+  tools: ['qemu-img'],
   fileName: (image) => `${image.name}.ami.vmdk`,
   produce: async (ctx: BuildContext) => {
     await requireEarlyModules(ctx, AMI_EARLY_MODULES, 'ami: EC2 Nitro (NVMe storage, ENA network)');

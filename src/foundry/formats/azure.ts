@@ -72,9 +72,11 @@ export async function normaliseVhdFooter(file: string, epoch: number, uniqueId: 
   }
 }
 
-export const azure: OutputFormat = {
+export const azure: OutputFormat<'azure'> = {
   name: 'azure',
   description: 'Azure: fixed VHD, virtual size a whole number of MiB (Hyper-V generation 2, UEFI)',
+  consumes: 'disk',
+  tools: ['qemu-img'],
   fileName: (image) => `${image.name}.vhd`,
   produce: async (ctx: BuildContext) => {
     const size = (await fs.stat(ctx.rawDisk!)).size;

@@ -103,9 +103,11 @@ export function firecrackerKernelCmdline(config: FirecrackerConfig): string {
   return args.join(' ');
 }
 
-export const firecracker: OutputFormat = {
+export const firecracker: OutputFormat<'firecracker'> = {
   name: 'firecracker',
   description: 'Firecracker/Kata microVM bundle: config JSON, ELF vmlinux, initrd, ext4 rootfs',
+  consumes: 'root filesystem and kernel',
+  tools: ['xz'],
   fileName: (image) => firecrackerFiles(image).config,
   produce: async (ctx: BuildContext) => {
     const image = ctx.plan.image;

@@ -1,23 +1,32 @@
-/** One interface for every output format; the registry table is in ./index.ts. */
+/**
+ * One interface for every output format. Each format file exports its descriptor, typed
+ * `OutputFormat<'its-name'>`; ./registry.ts lists them, one line each, and everything else (the spec's
+ * choices, `--format` help, the build pool's tool list, doctor) is derived from that list.
+ */
 import * as path from 'node:path';
 import type { Artifact, BuildContext } from '../context';
 import { publishAtomically } from '../files';
-import type { FormatName, ImagePlan } from '../plan';
+import type { ImagePlan } from '../plan';
 
-export interface OutputFormat {
-  readonly name: FormatName;
-  /** One line, shown in CLI help generated from the registry. */
+export interface OutputFormat<Name extends string = string> {
+  /** The `outputs:` / `--format` name, e.g. `qcow2`. */
+  readonly name: Name;
+  /** One line, shown in help and in the JSON Schema. */
   readonly description: string;
-  /** The artifact's file name in the output directory. */
+  /** The build's intermediate product it is made from (documentation and doctor). */
+  readonly consumes: string;
+  /** Executables the build pool needs for this format, beyond the pipeline's own. */
+  readonly tools: readonly string[];
+  /** The (main) artifact's file name in the output directory. */
   fileName(image: ImagePlan): string;
-  /** Make the artifact(s) from `ctx.rawDisk`, published atomically and digested. */
+  /** Make the artifact(s) from the build context, published atomically and digested. */
   produce(ctx: BuildContext): Promise<Artifact[]>;
 }
 
 /** Write an artifact through a temporary file, rename it into place, digest it. */
 export async function publishArtifact(
   ctx: BuildContext,
-  format: FormatName,
+  format: string,
   fileName: string,
   write: (tmp: string) => Promise<void>,
 ): Promise<Artifact> {

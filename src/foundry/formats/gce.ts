@@ -23,9 +23,11 @@ export const GCE_EARLY_MODULES = ['virtio_scsi', 'nvme', 'virtio_net', 'gve'] as
 /** Settings `gcloud compute images create` needs for this disk. */
 export const GCE_IMPORT = { guestOsFeatures: ['UEFI_COMPATIBLE', 'VIRTIO_SCSI_MULTIQUEUE', 'GVNIC'], architecture: 'X86_64' } as const;
 
-export const gce: OutputFormat = {
+export const gce: OutputFormat<'gce'> = {
   name: 'gce',
-  description: 'Google Compute Engine: disk.raw in a gzip\'d GNU (oldgnu, sparse) tar',
+  description: 'Google Compute Engine: disk.raw in a gzip\'d GNU (oldgnu, sparse) tar for image import',
+  consumes: 'disk',
+  tools: ['gzip'],
   fileName: (image) => `${image.name}.gce.tar.gz`,
   produce: async (ctx: BuildContext) => {
     // validatePlan rejects such plans up front; a disk of another size would be refused by GCE.

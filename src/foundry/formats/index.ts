@@ -1,37 +1,51 @@
 /**
- * The output-format registry: one table, one entry per format. CLI choices and help are
- * generated from it; a new format is one file and one line here.
+ * The output-format registry, derived from ./registry.ts: names, lookup and help text. Requested
+ * formats are checked here before any work starts.
  */
 import { BuildPlanError } from '../../errors';
-import type { FormatName } from '../plan';
-import { ami } from './ami';
-import { azure } from './azure';
-import { firecracker } from './firecracker';
 import type { OutputFormat } from './format';
-import { gce } from './gce';
-import { installerMedia } from './installer-media';
-import { iso } from './iso';
-import { ova } from './ova';
-import { pxe } from './pxe';
-import { qcow2 } from './qcow2';
-import { raw } from './raw';
-import { vmdk } from './vmdk';
+import * as registered from './registry';
 
 export type { OutputFormat } from './format';
 
-export const OUTPUT_FORMATS: Readonly<Record<FormatName, OutputFormat>> = { raw, qcow2, vmdk, ova, firecracker, ami, azure, gce, iso, 'installer-media': installerMedia, pxe };
+type Registered = typeof registered;
+/** Name of an output format, e.g. `qcow2`. */
+export type FormatName = Registered[keyof Registered]['name'];
+
+/** Every format, in registry order. */
+export const OUTPUT_FORMATS: readonly OutputFormat<FormatName>[] = Object.values(registered);
+
+/** Every format name, in registry order. */
+export const FORMAT_NAMES: readonly FormatName[] = OUTPUT_FORMATS.map((f) => f.name);
+
+const BY_NAME = new Map<string, OutputFormat<FormatName>>(OUTPUT_FORMATS.map((f) => [f.name, f]));
+
+/** Type guard for format names from untyped input. */
+export function isFormatName(value: unknown): value is FormatName {
+  return typeof value === 'string' && BY_NAME.has(value);
+}
+
+/** The descriptor of a format by name. */
+export function formatNamed(name: FormatName): OutputFormat<FormatName> {
+  return BY_NAME.get(name)!;
+}
 
 /** Look up requested formats, rejecting unknown names before any work starts. */
-export function resolveFormats(names: readonly string[]): OutputFormat[] {
-  const unknown = names.filter((n) => !(n in OUTPUT_FORMATS));
+export function resolveFormats(names: readonly string[]): OutputFormat<FormatName>[] {
+  const unknown = names.filter((n) => !isFormatName(n));
   if (unknown.length > 0) {
-    throw new BuildPlanError(unknown.map((n) => `unknown output format "${n}" (known: ${Object.keys(OUTPUT_FORMATS).join(', ')})`));
+    throw new BuildPlanError(unknown.map((n) => `unknown output format "${n}" (known: ${FORMAT_NAMES.join(', ')})`));
   }
-  return [...new Set(names)].map((n) => OUTPUT_FORMATS[n as FormatName]);
+  return [...new Set(names)].map((n) => BY_NAME.get(n)!);
 }
 
 /** `name  description` lines for help text. */
 export function describeFormats(): string {
-  const width = Math.max(...Object.keys(OUTPUT_FORMATS).map((n) => n.length));
-  return Object.values(OUTPUT_FORMATS).map((f) => `${f.name.padEnd(width)} ${f.description}`).join('\n');
+  const width = Math.max(...FORMAT_NAMES.map((n) => n.length));
+  return OUTPUT_FORMATS.map((f) => `${f.name.padEnd(width)}  ${f.description}`).join('\n');
+}
+
+/** Executables the build pool needs for every registered format (deduplicated, sorted). */
+export function formatTools(): string[] {
+  return [...new Set(OUTPUT_FORMATS.flatMap((f) => f.tools))].sort();
 }

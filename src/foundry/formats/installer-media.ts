@@ -13,9 +13,11 @@ import {
 import { xorrisoExtract, xorrisoFindFiles, xorrisoRepack, xorrisoReport, type XorrisoMapping } from '../tools/xorriso';
 import { publishArtifact, type OutputFormat } from './format';
 
-export const installerMedia: OutputFormat = {
+export const installerMedia: OutputFormat<'installer-media'> = {
   name: 'installer-media',
-  description: 'Debian installer ISO (images.<name>.installerIso) repacked with a preseed that installs the role unattended',
+  description: 'Debian installer ISO (images.<name>.installerIso) repacked with a preseed that installs the image unattended',
+  consumes: 'installer media and disk',
+  tools: ['xorriso'],
   fileName: (image) => `${image.name}.installer.iso`,
   produce: async (ctx: BuildContext) => {
     const { plan } = ctx;

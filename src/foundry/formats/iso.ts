@@ -144,9 +144,11 @@ export async function grubEfiBootImage(a: GrubEfiBootImageArgs): Promise<string>
   return img;
 }
 
-export const iso: OutputFormat = {
+export const iso: OutputFormat<'iso'> = {
   name: 'iso',
-  description: 'hybrid BIOS+UEFI ISO: live system (squashfs root, tmpfs overlay) or unattended install to the first disk',
+  description: 'Hybrid BIOS+UEFI ISO: live system (squashfs root, tmpfs overlay) or unattended install to the first disk',
+  consumes: 'live system',
+  tools: ['xorriso', 'mksquashfs', 'grub-mkimage', 'mformat', 'mcopy'],
   fileName: (image) => `${image.name}.iso`,
   produce: async (ctx: BuildContext) => {
     const { image } = ctx.plan;

@@ -80,9 +80,11 @@ export function ovfDescriptor(image: ImagePlan, vmdkName: string, vmdkSize: numb
  * OVA: a tar of the OVF descriptor (first, as the OVF specification requires), the .mf manifest
  * (SHA256 of the descriptor and the disk) and the streamOptimized vmdk; fixed mtimes, root owner.
  */
-export const ova: OutputFormat = {
+export const ova: OutputFormat<'ova'> = {
   name: 'ova',
-  description: 'OVF package (descriptor, SHA256 manifest, streamOptimized vmdk) for vSphere/VirtualBox',
+  description: 'OVF appliance (descriptor, SHA256 manifest, streamOptimized vmdk) for vSphere import',
+  consumes: 'disk',
+  tools: ['qemu-img'],
   fileName: (image) => `${image.name}.ova`,
   produce: async (ctx: BuildContext) => {
     const image = ctx.plan.image;

@@ -40,9 +40,11 @@ export function ipxeScript(ctx: BuildContext): string {
   ].join('\n');
 }
 
-export const pxe: OutputFormat = {
+export const pxe: OutputFormat<'pxe'> = {
   name: 'pxe',
-  description: 'network boot bundle: iPXE script, kernel, initrd, squashfs root (live, tmpfs overlay)',
+  description: 'Network boot bundle: iPXE script, kernel, initrd, squashfs root (live, tmpfs overlay)',
+  consumes: 'live system',
+  tools: ['mksquashfs'],
   fileName: (image) => pxeFiles(image).script,
   produce: async (ctx: BuildContext) => {
     const f = pxeFiles(ctx.plan.image);

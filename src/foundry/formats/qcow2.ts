@@ -2,9 +2,11 @@ import { qemuImgConvert } from '../tools/qemu-img';
 import { publishArtifact, type OutputFormat } from './format';
 
 /** QEMU copy-on-write v3 (deterministic with qemu-img 7.2: no timestamps, no random ids). */
-export const qcow2: OutputFormat = {
+export const qcow2: OutputFormat<'qcow2'> = {
   name: 'qcow2',
-  description: 'QEMU/KVM, Proxmox, OpenStack (qcow2 v3)',
+  description: 'QEMU copy-on-write v3 disk image; QEMU/KVM, Proxmox, OpenStack',
+  consumes: 'disk',
+  tools: ['qemu-img'],
   fileName: (image) => `${image.name}.qcow2`,
   produce: async (ctx) => [
     await publishArtifact(ctx, 'qcow2', qcow2.fileName(ctx.plan.image), (tmp) =>

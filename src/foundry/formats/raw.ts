@@ -2,9 +2,11 @@ import { linkOrCopySparse } from '../files';
 import { publishArtifact, type OutputFormat } from './format';
 
 /** The GPT disk itself, sparse. */
-export const raw: OutputFormat = {
+export const raw: OutputFormat<'raw'> = {
   name: 'raw',
-  description: 'raw GPT disk image (sparse file); UEFI boot',
+  description: 'Sparse raw GPT disk image (UEFI); QEMU/KVM, Proxmox, dd to bare metal',
+  consumes: 'disk',
+  tools: [],
   fileName: (image) => `${image.name}.raw`,
   produce: async (ctx) => [await publishArtifact(ctx, 'raw', raw.fileName(ctx.plan.image), (tmp) => linkOrCopySparse(ctx.rawDisk!, tmp))],
 };

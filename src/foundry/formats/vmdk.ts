@@ -64,9 +64,11 @@ async function makeStreamOptimizedVmdk(ctx: BuildContext): Promise<string> {
 }
 
 /** VMware streamOptimized vmdk (the flavour vSphere imports and OVAs carry). */
-export const vmdk: OutputFormat = {
+export const vmdk: OutputFormat<'vmdk'> = {
   name: 'vmdk',
-  description: 'VMware vmdk (streamOptimized), content-derived CID',
+  description: 'VMware streamOptimized disk (content-derived CID) for ESXi/vSphere',
+  consumes: 'disk',
+  tools: ['qemu-img'],
   fileName: (image) => `${image.name}.vmdk`,
   produce: async (ctx) => {
     const src = await streamOptimizedVmdk(ctx);

@@ -42,13 +42,13 @@
  * The SSH user must be root (qm and pvesm are root tools; `import-from` a path is root@pam only).
  */
 import path from 'node:path';
-import { ConfigError, GuestAgentUnavailableError, KubedosError, NodeNotRunningError, NotOwnedVmError, TargetNodeNotFoundError, VmidRangeExhaustedError } from '../errors';
-import { logger } from '../log';
-import type { TargetOf } from '../platform/types';
-import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from './driver';
-import { commandStderr, SshHost, type TargetHost } from './host';
-import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from './identity';
-import { renderNocloud } from './nocloud';
+import { ArtifactRequiredError, ConfigError, GuestAgentUnavailableError, NodeImageConflictError, KubedosError, NodeNotRunningError, NotOwnedVmError, TargetNodeNotFoundError, VmidRangeExhaustedError } from '../../errors';
+import { logger } from '../../log';
+import { proxmox, type ProxmoxTargetSpec } from './index';
+import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../driver';
+import { commandStderr, SshHost, type TargetHost } from '../host';
+import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from '../identity';
+import { renderNocloud } from '../nocloud';
 
 const MiB = 1024 * 1024;
 
@@ -349,7 +349,6 @@ interface HostFacts {
 
 export class ProxmoxDriver implements TargetDriver {
   readonly type = 'proxmox' as const;
-  readonly artifactFormat = 'qcow2';
   private readonly host: TargetHost;
   private readonly imageDir: string;
   private readonly stateDir: string;
@@ -365,7 +364,7 @@ export class ProxmoxDriver implements TargetDriver {
 
   constructor(
     readonly name: string,
-    private readonly spec: TargetOf<'proxmox'>,
+    private readonly spec: ProxmoxTargetSpec,
     _env: DriverEnvironment,
     options: ProxmoxDriverOptions = {},
   ) {
@@ -517,8 +516,8 @@ export class ProxmoxDriver implements TargetDriver {
 
   async prepare(image: ImageSource, ctx: DriverContext): Promise<PreparedImage> {
     const artifact = image.artifact;
-    if (!artifact) throw new Error(`proxmox target ${this.name} needs the image's qcow2 artifact (none was fetched)`);
-    if (artifact.format !== 'qcow2') throw new Error(`proxmox target ${this.name} imports qcow2 images, got ${artifact.format}`);
+    if (!artifact) throw new ArtifactRequiredError(this.name, 'proxmox', proxmox.accepts);
+    if (artifact.format !== 'qcow2') throw new ArtifactRequiredError(this.name, 'proxmox', proxmox.accepts, artifact.format);
     if (!/^[0-9a-f]{64}$/.test(artifact.sha256)) throw new TypeError(`invalid artifact sha256 ${JSON.stringify(artifact.sha256)}`);
     await this.hostFacts(ctx);
     await this.host.mkdir(this.imageDir, 0o755);
@@ -541,7 +540,7 @@ export class ProxmoxDriver implements TargetDriver {
       // A retried activity: keep the VM, and return the identity it really has.
       const { record } = existing[0];
       if (record.labels.imageDigest !== labels.imageDigest) {
-        throw new Error(`node ${nodeId} exists on ${this.name} (VM ${existing[0].vmid}) with another image (${record.labels.imageDigest}); destroy it first`);
+        throw new NodeImageConflictError(`${this.name} (VM ${existing[0].vmid})`, nodeId, record.labels.imageDigest);
       }
       return record.identity;
     }

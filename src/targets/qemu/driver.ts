@@ -2,8 +2,8 @@
  * The QEMU/KVM target: nodes are VMs on this machine or on a host reached over SSH — the same
  * argv either way (src/targets/host.ts runs it locally or through the SSH layer).
  *
- * - prepare: the verified qcow2 artifact is made present once per digest as
- *   `<state>/images/<sha256>.qcow2` (read-only): hard-linked or copied locally, uploaded with
+ * - prepare: the verified qcow2 (or raw) artifact is made present once per digest as
+ *   `<state>/images/<sha256>.<format>` (read-only): hard-linked or copied locally, uploaded with
  *   resume and remote verification to a remote host.
  * - create: a qcow2 linked clone on that base (`qemu-img create -b`, instant whatever the image
  *   size), a private copy of the OVMF variable store, the node's NoCloud `cidata` seed (its
@@ -29,23 +29,20 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cpSparseArgv } from '../foundry/tools/cp';
-import { qemuImgCreateOverlayArgv } from '../foundry/tools/qemu-img';
-import { qemuVmArgv, type QemuVmNetwork } from '../foundry/tools/qemu-system';
-import { NodeNotRunningError, TargetNodeNotFoundError } from '../errors';
-import { freePort } from '../exec/ports';
-import { logger } from '../log';
-import type { TargetOf } from '../platform/types';
-import { sha256OfFile } from '../store/transfer';
-import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from './driver';
-import { commandStderr, LocalHost, SshHost, type TargetHost } from './host';
-import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from './identity';
-import { writeNocloudSeed } from './nocloud';
+import { cpSparseArgv } from '../../foundry/tools/cp';
+import { qemuImgCreateOverlayArgv } from '../../foundry/tools/qemu-img';
+import { qemuVmArgv, type QemuVmNetwork } from '../../foundry/tools/qemu-system';
+import { ArtifactRequiredError, NodeAddressUnknownError, NodeImageConflictError, NodeNotRunningError, TargetNodeNotFoundError } from '../../errors';
+import { freePort } from '../../exec/ports';
+import { logger } from '../../log';
+import { OVMF_CODE, OVMF_VARS, qemu, type QemuTargetSpec } from './index';
+import { sha256OfFile } from '../../store/transfer';
+import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../driver';
+import { commandStderr, LocalHost, SshHost, type TargetHost } from '../host';
+import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from '../identity';
+import { writeNocloudSeed } from '../nocloud';
 import { QmpClient } from './qmp';
 
-/** OVMF as Debian's `ovmf` package installs it (on the host that runs the VMs). */
-export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
-export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
 const MiB = 1024 * 1024;
 /** unix socket paths are limited to 108 bytes (sun_path); leave a margin. */
@@ -100,6 +97,11 @@ async function reporting<T>(ctx: DriverContext, step: string, fn: () => Promise<
   }
 }
 
+/** The base images a linked clone can sit on: the formats the descriptor accepts. */
+function backingFormat(format: string): 'qcow2' | 'raw' | undefined {
+  return format === 'qcow2' || format === 'raw' ? format : undefined;
+}
+
 function parseJson<T>(data: Buffer | undefined): T | undefined {
   if (!data) return undefined;
   try {
@@ -111,13 +113,12 @@ function parseJson<T>(data: Buffer | undefined): T | undefined {
 
 export class QemuDriver implements TargetDriver {
   readonly type = 'qemu' as const;
-  readonly artifactFormat = 'qcow2';
   private readonly host: TargetHost;
   private rootDir?: Promise<string>;
 
   constructor(
     readonly name: string,
-    private readonly spec: TargetOf<'qemu'>,
+    private readonly spec: QemuTargetSpec,
     private readonly env: DriverEnvironment,
     private readonly options: QemuDriverOptions = {},
   ) {
@@ -170,11 +171,12 @@ export class QemuDriver implements TargetDriver {
 
   private async prepareImage(image: ImageSource, ctx: DriverContext): Promise<PreparedImage> {
     const artifact = image.artifact;
-    if (!artifact) throw new Error(`qemu target ${this.name} needs the image's qcow2 artifact (none was fetched)`);
-    if (artifact.format !== 'qcow2') throw new Error(`qemu target ${this.name} runs qcow2 images, got ${artifact.format}`);
+    if (!artifact) throw new ArtifactRequiredError(this.name, 'qemu', qemu.accepts);
+    const format = backingFormat(artifact.format);
+    if (!format) throw new ArtifactRequiredError(this.name, 'qemu', qemu.accepts, artifact.format);
     const dir = path.posix.join(await this.root(ctx.signal), 'images');
     await this.host.mkdir(dir, 0o755);
-    const location = path.posix.join(dir, `${artifact.sha256}.qcow2`);
+    const location = path.posix.join(dir, `${artifact.sha256}.${format}`);
     ctx.progress?.({ step: `prepare ${image.name} on ${this.host.label}` });
     await this.host.putFile({ path: artifact.path, sha256: artifact.sha256, size: artifact.size }, location, 0o444, ctx);
     return { digest: image.digest, location };
@@ -189,7 +191,7 @@ export class QemuDriver implements TargetDriver {
     const existing = await this.readJson<NodeLabels>(path.posix.join(dir, 'labels.json'));
     if (existing) {
       if (existing.imageDigest !== request.labels.imageDigest) {
-        throw new Error(`node ${request.nodeId} exists on ${this.name} with another image (${existing.imageDigest}); destroy it first`);
+        throw new NodeImageConflictError(this.name, request.nodeId, existing.imageDigest);
       }
       const { nodeId: _n, imageDigest: _d, ...identity } = (await this.readJson<StoredIdentity>(path.posix.join(dir, 'identity.json')))!;
       return identity;
@@ -201,7 +203,8 @@ export class QemuDriver implements TargetDriver {
     await this.host.mkdir(dir, 0o700);
 
     const run = { signal: ctx.signal, timeoutMs: 120_000 };
-    await this.host.run(qemuImgCreateOverlayArgv(path.posix.join(dir, 'disk.qcow2'), request.image.location), run);
+    const base = backingFormat(path.posix.extname(request.image.location).slice(1)) ?? 'qcow2';
+    await this.host.run(qemuImgCreateOverlayArgv(path.posix.join(dir, 'disk.qcow2'), request.image.location, base), run);
     await this.host.run(cpSparseArgv(this.options.ovmfVars ?? OVMF_VARS, path.posix.join(dir, 'OVMF_VARS.fd')), run);
     await this.writeSeed(request, path.posix.join(dir, 'seed.qcow2'), ctx);
 
@@ -321,9 +324,9 @@ export class QemuDriver implements TargetDriver {
   async address(nodeId: string, ctx: DriverContext): Promise<NodeAddress> {
     const dir = await this.nodeDir(nodeId, ctx.signal);
     const vm = await this.readJson<VmState>(path.posix.join(dir, 'vm.json'));
-    if (!vm) throw new Error(`node ${nodeId} has no address yet (not started)`);
+    if (!vm) throw new NodeAddressUnknownError(this.name, nodeId, 'it has not been started');
     if (vm.sshPort === undefined) {
-      throw new Error(`node ${nodeId} is on bridge ${JSON.stringify(this.spec.network)}: its address is the guest's own (DHCP), which KubeDos does not learn; use the readiness check`);
+      throw new NodeAddressUnknownError(this.name, nodeId, `it is on bridge ${JSON.stringify(this.spec.network)}: its address is the guest's own (DHCP), which KubeDos does not learn`, 'use the readiness health check for bridged QEMU nodes', { retryable: false });
     }
     return { host: this.host.address, ports: { 22: vm.sshPort } };
   }

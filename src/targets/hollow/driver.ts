@@ -12,12 +12,12 @@ import { existsSync } from 'node:fs';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { projectRoot } from '../config/paths';
-import { ToolMissingError } from '../errors';
-import { isOurProcess, spawnDaemon, stopProcess } from '../exec/daemon';
-import type { TargetOf } from '../platform/types';
-import type { CreateNodeRequest, DriverEnvironment, NodeAddress, NodeLabels, OwnedNode, TargetDriver } from './driver';
-import { publicPart, type PublicIdentity } from './identity';
+import { projectRoot } from '../../config/paths';
+import { NodeAddressUnknownError, NodeImageConflictError, TargetNodeNotFoundError, ToolMissingError } from '../../errors';
+import { isOurProcess, spawnDaemon, stopProcess } from '../../exec/daemon';
+import type { HollowTargetSpec } from './index';
+import type { CreateNodeRequest, DriverEnvironment, NodeAddress, NodeLabels, OwnedNode, TargetDriver } from '../driver';
+import { publicPart, type PublicIdentity } from '../identity';
 
 const BINARY = 'kubedos-hollow-node';
 
@@ -65,11 +65,10 @@ function getJson(url: string, timeoutMs: number): Promise<{ status: number; body
 
 export class HollowDriver implements TargetDriver {
   readonly type = 'hollow' as const;
-  readonly artifactFormat = undefined;
 
   constructor(
     readonly name: string,
-    private readonly spec: TargetOf<'hollow'>,
+    private readonly spec: HollowTargetSpec,
     private readonly env: DriverEnvironment,
   ) {}
 
@@ -95,7 +94,7 @@ export class HollowDriver implements TargetDriver {
       const { nodeId: _id, imageDigest: _d, ...identity } = (await readJson<PublicIdentity & { nodeId: string; imageDigest: string }>(path.join(dir, 'identity.json')))!;
       return identity;
     }
-    if (existing) throw new Error(`node ${request.nodeId} exists with another image (${existing.imageDigest}); destroy it first`);
+    if (existing) throw new NodeImageConflictError(this.name, request.nodeId, existing.imageDigest);
     await fs.mkdir(dir, { recursive: true });
     const identity = { nodeId: request.nodeId, ...publicPart(request.identity), imageDigest: request.labels.imageDigest };
     await writeAtomically(path.join(dir, 'host_key'), request.identity.hostKeyPrivate, 0o600);
@@ -109,7 +108,7 @@ export class HollowDriver implements TargetDriver {
   async start(nodeId: string): Promise<void> {
     const dir = this.nodeDir(nodeId);
     const labels = await readJson<NodeLabels>(path.join(dir, 'labels.json'));
-    if (!labels) throw new Error(`node ${nodeId} does not exist on hollow target ${this.name}; create it first`);
+    if (!labels) throw new TargetNodeNotFoundError(this.name, nodeId, 'start');
     const pid = Number(await fs.readFile(path.join(dir, 'pid'), 'utf8').catch(() => '0'));
     if (pid > 0 && isOurProcess(pid, this.marker(nodeId))) return;
     await fs.rm(path.join(dir, 'addr'), { force: true });
@@ -122,7 +121,7 @@ export class HollowDriver implements TargetDriver {
   async address(nodeId: string): Promise<NodeAddress> {
     const addr = await fs.readFile(path.join(this.nodeDir(nodeId), 'addr'), 'utf8').catch(() => '');
     const m = /^(.+):(\d+)$/.exec(addr.trim());
-    if (!m) throw new Error(`node ${nodeId} has no address yet (not started, or still starting)`);
+    if (!m) throw new NodeAddressUnknownError(this.name, nodeId, 'it has not been started, or is still starting');
     const port = Number(m[2]);
     // The hollow node answers every guest port on its one listener.
     return { host: m[1]!, ports: new Proxy({}, { get: () => port, has: () => true }) as Record<number, number> };

@@ -4,6 +4,7 @@
  * time. Enough to ask a VM to quit or report its status; events are ignored.
  */
 import net from 'node:net';
+import { QmpError } from '../../errors';
 import type { Duplex } from 'node:stream';
 
 export interface QmpReply {
@@ -20,7 +21,7 @@ export class QmpClient {
     stream.setEncoding?.('utf8');
     stream.on('data', (chunk: string | Buffer) => this.onData(String(chunk)));
     const onEnd = (err?: Error) => {
-      this.closedError ??= err ?? new Error('QMP connection closed');
+      this.closedError ??= err ?? new QmpError('QMP connection closed');
       for (const w of this.waiting.splice(0)) w.reject(this.closedError);
     };
     stream.on('error', onEnd);
@@ -31,7 +32,7 @@ export class QmpClient {
   static async connectUnix(socketPath: string, timeoutMs = 5_000): Promise<QmpClient> {
     const socket = await new Promise<net.Socket>((resolve, reject) => {
       const s = net.connect({ path: socketPath });
-      const timer = setTimeout(() => s.destroy(new Error(`QMP ${socketPath}: no connection within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => s.destroy(new QmpError(`QMP ${socketPath}: no connection within ${timeoutMs} ms`)), timeoutMs);
       s.once('connect', () => {
         clearTimeout(timer);
         resolve(s);
@@ -74,7 +75,7 @@ export class QmpClient {
   private next(timeoutMs: number): Promise<QmpReply> {
     if (this.closedError) return Promise.reject(this.closedError);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`QMP: no reply within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => reject(new QmpError(`QMP: no reply within ${timeoutMs} ms`)), timeoutMs);
       this.waiting.push({
         resolve: (r) => {
           clearTimeout(timer);
@@ -93,7 +94,7 @@ export class QmpClient {
     const reply = this.next(timeoutMs);
     this.stream.write(`${JSON.stringify(args ? { execute: command, arguments: args } : { execute: command })}\n`);
     const r = await reply;
-    if (r.error) throw new Error(`QMP ${command}: ${r.error.class}: ${r.error.desc}`);
+    if (r.error) throw new QmpError(`QMP ${command}: ${r.error.class}: ${r.error.desc}`, undefined, { retryable: false });
     return r.return;
   }
 

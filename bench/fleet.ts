@@ -32,7 +32,6 @@ process.env.KUBEDOS_LOG_LEVEL ??= 'warn';
 delete process.env.TEMPORAL_ADDRESS;
 
 // Imported after the environment is set: paths and pools are read from it.
-/* eslint-disable @typescript-eslint/no-require-imports */
 const { startStack, stopStack } = require('../src/temporal/stack') as typeof import('../src/temporal/stack');
 const { connectClient } = require('../src/temporal/client') as typeof import('../src/temporal/client');
 const api = require('../workflows/fleet-api') as typeof import('../workflows/fleet-api');

@@ -38,7 +38,6 @@ import {
   type FleetStatus,
   type FleetTemplate,
   type GenerationStatus,
-  type NodeRecord,
   type RolloutSummary,
 } from './fleet-api';
 import { destroyNodes, launchNode, plannedNode } from './launch';

@@ -89,8 +89,6 @@ function payloadPathProblem(path: string): string | undefined {
 /** An absolute path inside the image, normalised (no `.`/`..`, no trailing slash). */
 export const payloadPath = checked(z.string(), payloadPathProblem);
 
-const UNIT_SUFFIXES = ['service', 'timer', 'socket', 'path', 'mount', 'target'] as const;
-
 /** A systemd unit file name with one of the supported suffixes (escapes such as `\x2d` allowed). */
 export const unitName = z.string().regex(/^[A-Za-z0-9:_.\\@-]+\.(?:service|timer|socket|path|mount|target)$/, {
   error: (iss) => `invalid unit name ${show(iss.input)}: expected a systemd unit file name ending in .service, .timer, .socket, .path, .mount or .target`,

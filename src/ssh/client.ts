@@ -12,8 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, utils, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import {
   CancelledError,
-  HostKeyMismatchError,
-  KubedosError,
+  type HostKeyMismatchError,
+  type KubedosError,
   RemoteCommandFailedError,
   RemoteCommandTimeoutError,
   SshAuthError,

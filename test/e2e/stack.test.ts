@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Worker } from '@temporalio/worker';
+import { type Worker } from '@temporalio/worker';
 import { ROOT, cliEnv, kubedos, pidAlive, pinnedStackPorts, startLongRunning, temporalWorkflowIds } from '../support/cli';
 import { connectTestEnv, testAddress, type TestEnv } from '../support/temporal';
 import { createPoolWorker } from '../../workers/run-pool';

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { CancelledError, DigestMismatchError } from '../../src/errors';
-import { blobKey, choosePartSize, compositeChecksum, S3Store, s3ConfigFromEnv } from '../../src/store/s3';
+import { blobKey, choosePartSize, compositeChecksum, type S3Store, s3ConfigFromEnv } from '../../src/store/s3';
 import type { UploadCheckpoint } from '../../src/store/store';
 import { sha256OfFile } from '../../src/store/transfer';
 import { countRequests, startS3Server, type S3TestServer } from '../support/s3-server';
@@ -154,7 +154,6 @@ test('a 3 GiB sparse image round-trips, verified, and stays sparse', async () =>
   const st = await fs.stat(dest);
   expect(st.size).toBe(3 * GiB);
   expect(st.blocks * 512).toBeLessThan(64 * MiB); // holes stayed holes
-  // eslint-disable-next-line no-console
   console.log(`3 GiB sparse: hash+upload ${uploadMs} ms, download+verify ${downloadMs} ms`);
   await store.deleteBlob(put.sha256);
   await fs.rm(dest);

@@ -43,9 +43,7 @@ test('help text has one line per format, generated from the table', () => {
 });
 
 describe('producing formats concurrently', () => {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { produceAll } = require('../../src/foundry/pipeline') as typeof import('../../src/foundry/pipeline');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { logger } = require('../../src/log') as typeof import('../../src/log');
   const ctx = () => ({ plan: {}, options: {}, log: logger, workDir: '/nonexistent', ranMmdebstrap: false, shared: new Map(), artifacts: [], timings: {} }) as never;
   const artifact = (format: string) => ({ format, file: `${format}.out`, path: `/out/${format}.out`, sha256: '0'.repeat(64), size: 1 });

@@ -8,7 +8,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parse as parseYaml } from 'yaml';
 import { ENV_VARS } from '../../src/config/env';
-import { POOLS, POOL_NAMES, type PoolName } from '../../src/pools/pools';
+import { POOL_NAMES, type PoolName } from '../../src/pools/pools';
+import { poolRequirements } from '../../src/pools/requirements';
 
 const ROOT = path.resolve(__dirname, '../..');
 const COMPOSE_FILE = path.join(ROOT, 'docker-compose.yml');
@@ -49,6 +50,9 @@ const PROVIDERS: Readonly<Record<string, Provider>> = {
   debugfs: { apt: 'e2fsprogs' },
   'mkfs.vfat': { apt: 'dosfstools' },
   mcopy: { apt: 'mtools' },
+  mformat: { apt: 'mtools' },
+  // grub-mkimage is grub-common's, a dependency of the EFI images the iso format embeds.
+  'grub-mkimage': { apt: 'grub-efi-amd64-bin' },
   sfdisk: { apt: 'fdisk' },
   'qemu-img': { apt: 'qemu-utils' },
   xorriso: { apt: 'xorriso' },
@@ -667,14 +671,15 @@ describe('Dockerfile', () => {
       expect(chain[chain.length - 1]!.base).toBe(stages[0]!.base);
     });
 
-    it('provides every tool and file the pool declares', () => {
+    it('provides every tool and file the pool and its plug-ins declare', () => {
       const stage = stages.find((s) => s.name === name)!;
       expect(stage).toBeDefined();
       const chain = stageChain(stages, stage);
       const installed = new Set(chain.flatMap(aptPackages));
       const copied = new Set(chain.flatMap(copiedFromStages));
       const problems: string[] = [];
-      for (const need of [...POOLS[pool].tools, ...POOLS[pool].files]) {
+      const needs = poolRequirements(pool);
+      for (const need of [...needs.tools, ...needs.files]) {
         const provider = PROVIDERS[need];
         if (!provider) problems.push(`${need}: no provider listed in compose.test.ts PROVIDERS`);
         else if ('apt' in provider && !installed.has(provider.apt)) problems.push(`${need}: apt package ${provider.apt} not installed`);

@@ -17,7 +17,6 @@ import { mmdsDocument } from '../../src/targets/mmds';
 import { renderNocloud } from '../../src/targets/nocloud';
 import { SCRATCH_HOSTNAME, scratchRoot } from '../support/scratch-root';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { answer } = require('../support/mmds-standin.cjs') as {
   answer: (doc: unknown, token: string, method: string, url: string, headers: Record<string, string | undefined>) => { status: number; body: string };
 };

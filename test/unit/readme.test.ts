@@ -13,7 +13,8 @@ test('the README opens with exactly two commands, and .ci/run runs the test one'
   const ci = readFileSync(path.join(ROOT, '.ci', 'run'), 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#') && !l.startsWith('set ') && !l.startsWith('cd '));
   expect(ci).toEqual(['npm test']);
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
-  expect(pkg.scripts.test).toMatch(/^scripts\/setup --tests && jest/);
+  // Setup, then lint and the type check of everything (tests included), then the suite.
+  expect(pkg.scripts.test).toBe("scripts/setup --tests && npm run --silent lint && npm run --silent typecheck && jest");
 });
 
 test('every environment variable the code reads is documented in the README with its default', () => {

@@ -13,6 +13,7 @@ import os from 'node:os';
 import { Context } from '@temporalio/activity';
 import type { BuildManifest } from '../src/foundry/manifest';
 import { ArtifactNotStagedError, DigestMismatchError } from '../src/errors';
+import { pin } from '../src/store/pins';
 import { imageRef } from '../src/store/fetch';
 import { parsePublication, publicationDigests, publishBuild as publishToStore } from '../src/store/publish';
 import type { FoundrySigner } from '../src/store/signing';
@@ -221,6 +222,14 @@ export function createPublishActivities(deps: PublishDeps) {
       } finally {
         clearInterval(timer);
       }
+    },
+
+    /**
+     * Pin a publication for each reason (`fleet/<platform>/<fleet>`): what a fleet runs, and may
+     * roll back to, survives `kubedos store gc`. Idempotent: pinning twice is harmless.
+     */
+    async pinPublication(input: { digest: string; reasons: string[] }): Promise<void> {
+      for (const reason of input.reasons) await pin(deps.store, input.digest, reason);
     },
   };
 }

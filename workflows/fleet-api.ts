@@ -108,6 +108,8 @@ export interface FleetState {
 export interface FleetInput extends FleetTemplate {
   image: ImageRef;
   replicas: number;
+  /** Workflow id to signal `rolloutFinished` when the first rollout ends (the deploy that started the fleet). */
+  notify?: string;
   /** Present after continueAsNew. */
   state?: FleetState;
   /** Continue-as-new once idle past this many history events. @default 10000 */
@@ -126,14 +128,17 @@ export interface DeployRequest {
    * settings): applied to nodes made from now on. Platform, fleet and target name cannot change.
    */
   template?: FleetTemplate;
-  /** Workflow id to signal `rolloutFinished` when the rollout this request causes ends. */
+  /** The replica count from now on; absent: unchanged. Validated like the scale update. */
+  replicas?: number;
+  /** Workflow id to signal `rolloutFinished` when the rollout this request causes ends (or at once, when it is refused or changes nothing). */
   notify?: string;
 }
 
 export interface RolloutFinished {
   fleet: string;
   image: ImageRef;
-  outcome: RolloutSummary['outcome'] | 'unchanged';
+  /** `refused`: the request was not valid for this fleet (see `error`); nothing changed. */
+  outcome: RolloutSummary['outcome'] | 'unchanged' | 'refused';
   error?: string;
 }
 
@@ -152,6 +157,11 @@ export const teardownSignal = defineSignal('teardown');
 export const fleetStatusQuery = defineQuery<FleetStatus>('status');
 /** Sent to a DeployRequest's `notify` workflow when the rollout it caused has ended. */
 export const rolloutFinishedSignal = defineSignal<[RolloutFinished]>('rolloutFinished');
+
+/** The reason a fleet pins the publications it runs in the artifact store (gc keeps them): `fleet/<platform>/<fleet>`. */
+export function fleetPinReason(platform: string, fleet: string): string {
+  return `fleet/${platform}/${fleet}`;
+}
 
 export function fleetWorkflowId(platform: string, fleet: string): string {
   return `fleet/${platform}/${fleet}`;

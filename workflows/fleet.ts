@@ -64,6 +64,7 @@ function validateReplicas(replicas: unknown): void {
 }
 
 function validateDeploy(req: DeployRequest, current: FleetTemplate): void {
+  if (req?.replicas !== undefined) validateReplicas(req.replicas);
   if (!req?.image?.name || !DIGEST.test(req.image.digest ?? '')) {
     throw new Error(`deploy needs {image: {name, digest}} with a 64-hex-digit sha256 digest, got ${JSON.stringify(req?.image)}`);
   }
@@ -93,7 +94,7 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
     rollouts: [],
     pendingImage: input.image,
     images: {},
-    notify: [],
+    notify: input.notify ? [input.notify] : [],
   };
   let phase: FleetPhase = 'starting';
   let step = 'starting';
@@ -154,6 +155,10 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
     events++;
     // New settings apply to every node made from now on (this rollout's included).
     if (req.template) template = req.template;
+    if (req.replicas !== undefined && req.replicas !== state.replicas) {
+      state.replicas = req.replicas;
+      degraded = false;
+    }
     if (current.digest === req.image.digest && !state.pendingImage && state.generation > 0) {
       // Already running this image: nothing to roll; tell the requester right away.
       if (req.notify) {
@@ -175,6 +180,12 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
       validateDeploy(req, template);
     } catch (err) {
       state.lastError = `ignored deploy signal: ${errorMessage(err)}`;
+      // A signal has no reply: whoever waits for the outcome is told it was refused, and why.
+      if (req?.notify) {
+        void getExternalWorkflowHandle(req.notify)
+          .signal(rolloutFinishedSignal, { fleet: template.fleet, image: state.image, outcome: 'refused', error: errorMessage(err) })
+          .catch(() => undefined);
+      }
       return;
     }
     acceptDeploy(req);

@@ -5,3 +5,4 @@ export { fleet } from './fleet';
 export { rollout } from './rollout';
 export { fleetNode } from './node';
 export { rebuildHerd } from './rebuild-herd';
+export { deployPlatform } from './deploy-platform';

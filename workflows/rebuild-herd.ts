@@ -1,13 +1,13 @@
 /**
- * rebuildHerd: the nightly "rebuild the herd". Manufacture every image of the platform (a build
- * whose inputs did not change finds its recorded result and is skipped), then roll every fleet
- * that runs an image onto the new publication and wait for each rollout's outcome. Fleets are
- * controllers of their own: they receive the new image as a signal, so a herd rebuild and a
- * hand-run deploy never fight over the same nodes.
+ * rebuildHerd: the nightly "rebuild the herd", started by a schedule. The same steps as
+ * `kubedos deploy` (deploy-platform.ts: manufacture → publish → pin → roll out), for every fleet
+ * of the schedule that is running: a build whose inputs did not change is found and skipped, and
+ * a fleet already on the publication answers `unchanged`. Fleets are controllers of their own:
+ * they receive the new image as a signal, so a herd rebuild and a hand-run deploy never fight
+ * over the same nodes, and a fleet that is not running is reported, not started.
  */
-import { condition, executeChild, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
-import { deploySignal, fleetWorkflowId, rolloutFinishedSignal, type RolloutFinished } from './fleet-api';
-import type { ManufactureInput, ManufactureResult } from './manufacture';
+import { rollOutImages, type FleetOutcome } from './deploy-platform';
+import type { ManufactureInput } from './manufacture';
 
 export interface HerdImage {
   image: string;
@@ -28,7 +28,7 @@ export interface HerdFleetResult {
   fleet: string;
   image: string;
   digest: string;
-  outcome: RolloutFinished['outcome'] | 'not-running' | 'timed-out';
+  outcome: FleetOutcome;
   error?: string;
 }
 
@@ -38,42 +38,14 @@ export interface RebuildHerdResult {
 }
 
 export async function rebuildHerd(input: RebuildHerdInput): Promise<RebuildHerdResult> {
-  const finished = new Map<string, RolloutFinished>();
-  setHandler(rolloutFinishedSignal, (f) => void finished.set(f.fleet, f));
-  const me = workflowInfo().workflowId;
-
-  // Manufacture every image in parallel: the build pool decides how many run at once.
-  const built = await Promise.all(
-    input.images.map(async (img) => {
-      const result = await executeChild<(i: ManufactureInput) => Promise<ManufactureResult>>('manufacture', {
-        workflowId: `${me}/manufacture/${img.image}`,
-        args: [img.manufacture],
-      });
-      return { img, result };
-    }),
-  );
-
-  const fleets: HerdFleetResult[] = [];
-  for (const { img, result } of built) {
-    for (const fleet of img.fleets) {
-      const digest = result.publicationDigest;
-      try {
-        await getExternalWorkflowHandle(fleetWorkflowId(input.platform, fleet)).signal(deploySignal, { image: { name: img.image, digest }, notify: me });
-        fleets.push({ fleet, image: img.image, digest, outcome: 'timed-out' });
-      } catch {
-        // A fleet that is not deployed has nothing to roll; `kubedos deploy` starts it.
-        fleets.push({ fleet, image: img.image, digest, outcome: 'not-running' });
-      }
-    }
-  }
-  const waiting = fleets.filter((f) => f.outcome === 'timed-out');
-  await condition(() => waiting.every((f) => finished.has(f.fleet)), input.rolloutTimeoutMs ?? 6 * 3600_000);
-  for (const f of waiting) {
-    const done = finished.get(f.fleet);
-    if (done) Object.assign(f, { outcome: done.outcome, error: done.error });
-  }
+  const result = await rollOutImages({
+    platform: input.platform,
+    images: input.images.map((img) => ({ image: img.image, manufacture: img.manufacture, fleets: img.fleets.map((fleet) => ({ fleet })) })),
+    startMissing: false,
+    rolloutTimeoutMs: input.rolloutTimeoutMs,
+  });
   return {
-    images: built.map(({ img, result }) => ({ image: img.image, publicationDigest: result.publicationDigest, reused: result.publicationReused })),
-    fleets,
+    images: result.images.map((i) => ({ image: i.image, publicationDigest: i.digest, reused: i.reused ?? false })),
+    fleets: result.fleets.map(({ started: _started, ...f }) => f),
   };
 }

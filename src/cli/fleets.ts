@@ -3,7 +3,7 @@
  * fleet onto the fleet workflow's input, find a running fleet by name, render its status.
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import type { FleetInput, FleetStatus, ImageRef } from '../../workflows/fleet-api';
+import type { FleetInput, FleetStatus, FleetTemplate, ImageRef } from '../../workflows/fleet-api';
 import { fleetWorkflowId } from '../../workflows/fleet-api';
 import type { RolloutStatus } from '../../workflows/rollout';
 import { ConfigError } from '../errors';
@@ -12,8 +12,8 @@ import { deployFormat, poolOfTarget } from '../targets';
 import type { Spec } from '../platform/types';
 import { renderTable } from './output';
 
-/** The fleet workflow's input for one fleet of the spec, running `image`. */
-export function fleetInputFromSpec(spec: Spec, fleetName: string, image: ImageRef, queues: { deploy?: string } = {}): FleetInput {
+/** One fleet of the spec as the fleet workflow takes it (everything but the image), checked. */
+export function fleetSpecFromSpec(spec: Spec, fleetName: string, queues: { deploy?: string } = {}): FleetTemplate & { replicas: number } {
   const fleet = spec.fleets[fleetName];
   if (!fleet) throw new ConfigError(`--fleet: no fleet named "${fleetName}"`, `the spec defines ${Object.keys(spec.fleets).join(', ') || 'no fleets'}`);
   const target = spec.targets[fleet.target]!;
@@ -28,9 +28,13 @@ export function fleetInputFromSpec(spec: Spec, fleetName: string, image: ImageRe
     authorizedKeys: [...imageSpec.authorizedKeys],
     healthCheck: fleet.healthCheck,
     rollout: fleet.rollout,
-    image,
     replicas: fleet.replicas,
   };
+}
+
+/** The fleet workflow's input for one fleet of the spec, running `image`. */
+export function fleetInputFromSpec(spec: Spec, fleetName: string, image: ImageRef, queues: { deploy?: string } = {}): FleetInput {
+  return { ...fleetSpecFromSpec(spec, fleetName, queues), image };
 }
 
 /** Fleets of the spec to act on: the named ones (checked), else all. */

@@ -3,7 +3,7 @@
  * `pins/<reason>/<digest>`, e.g. `pins/fleet/web/<manifest digest>` — so one fleet can hold several
  * manifests (during a rollout) and several fleets can pin the same one.
  */
-import { ConfigError, StoreError } from '../errors';
+import { ConfigError, StoreObjectNotFoundError } from '../errors';
 import { PIN_PREFIX, REF_RE, SHA256_RE, type ArtifactStore } from './store';
 
 export interface Pin {
@@ -39,7 +39,7 @@ export async function pin(store: ArtifactStore, sha256: string, reason: string):
   const digest = parseDigest(sha256);
   const ref = pinRef(digest, reason);
   if (!(await store.has(digest))) {
-    throw new StoreError(`sha256:${digest} is not in ${store.location}`, 'pin a published manifest: `kubedos store ls` lists them');
+    throw new StoreObjectNotFoundError(`sha256:${digest} is not in ${store.location}`, 'pin a published manifest: `kubedos store ls` lists them');
   }
   await store.setRef(ref, digest);
   return { sha256: digest, reason: checkReason(reason), ref };

@@ -1,38 +1,37 @@
 /**
  * Fleets from the command line: `deploy`, `up`, `down`, `scale`, `abort`, `pause`, `resume` and
- * `status`. Each is a thin client of the fleet workflow (updates, signals, queries); the same
- * operations work from the Temporal UI and the `temporal` CLI by workflow id.
+ * `status`. `deploy`/`up` stage each image's plan and start one deployPlatform run (the same steps
+ * as a scheduled rebuildHerd: manufacture → publish → pin → roll out), then follow it; the others
+ * are thin clients of the fleet workflow (updates, signals, queries), and work the same from the
+ * Temporal UI and the `temporal` CLI by workflow id.
  */
-import { WorkflowExecutionAlreadyStartedError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Command } from 'commander';
-import type { BuildImageResult } from '../../../activities/build';
+import { rollOutStatusQuery, type deployPlatform, type FleetOutcome, type RollOutInput, type RollOutResult, type RollOutStatus } from '../../../workflows/deploy-platform';
 import {
   abortSignal,
-  deployUpdate,
+  fleetPinReason,
   fleetStatusQuery,
   fleetWorkflowId,
   pauseSignal,
   resumeSignal,
   scaleUpdate,
   teardownSignal,
-  type FleetInput,
   type FleetResult,
   type FleetStatus,
-  type ImageRef,
 } from '../../../workflows/fleet-api';
-import { fleetAttributes } from '../../../workflows/search';
 import { ConfigError, SpecError } from '../../errors';
 import { POOLS } from '../../pools/pools';
 import { acceptedFormats, formatSpecError, loadSpec } from '../../platform';
 import type { Spec } from '../../platform/types';
 import { closeStore, configuredStore } from '../../store/default';
-import { listPins, pin, unpin } from '../../store/pins';
+import { listPins, unpin } from '../../store/pins';
 import { connectClient } from '../../temporal/client';
-import { workflowUiLink, type ConnectionSettings } from '../../temporal/connection';
+import { workflowUiLink } from '../../temporal/connection';
 import { action, type GlobalOptions } from '../command';
 import { EXIT, type ExitCode } from '../exit-codes';
-import { fleetInputFromSpec, findFleet, renderFleetStatus, rolloutStatus, runningFleets, selectFleets } from '../fleets';
-import { followBuilds, stageRequests, startManufacture } from '../manufacture';
+import { findFleet, fleetSpecFromSpec, renderFleetStatus, rolloutStatus, runningFleets, selectFleets } from '../fleets';
+import { buildProgress, stageRequests } from '../manufacture';
 import { colors as pc, note, printJson } from '../output';
 
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -46,97 +45,73 @@ interface DeployOptions extends GlobalOptions {
 }
 
 /**
- * The image each fleet runs. Targets that consume bytes get a signed publication: the image is
- * manufactured (a build whose inputs did not change is found and skipped) and the publication's
- * digest deployed, which the deploy side verifies before use. Hollow targets need no bytes: the
- * staged plan's digest names what they simulate.
+ * What `deploy` hands the deployPlatform workflow: each image's staged plan (and lock) and the
+ * fleets that run it, as the spec has them now. Images of fleets that need bytes are
+ * manufactured and published there; hollow fleets need none, and run the staged plan's digest.
  */
-async function resolveImages(client: Client, settings: ConnectionSettings, specFile: string, spec: Spec, fleets: string[], json: boolean): Promise<Map<string, ImageRef>> {
-  const images = new Map<string, ImageRef>();
+async function stageDeploy(specFile: string, spec: Spec, fleets: string[]): Promise<Omit<RollOutInput, 'startMissing'>> {
   const store = configuredStore();
   try {
-    const needsBytes = (image: string) => fleets.some((f) => spec.fleets[f]!.image === image && acceptedFormats(spec.targets[spec.fleets[f]!.target]!.type) !== 'any');
-    const wanted = [...new Set(fleets.map((f) => spec.fleets[f]!.image))];
-    const toBuild = wanted.filter(needsBytes);
-    const planned = wanted.filter((i) => !needsBytes(i));
-    if (planned.length) {
-      for (const r of await stageRequests(specFile, spec, store, { images: planned })) images.set(r.image, { name: r.image, digest: r.input.planDigest });
-    }
-    if (toBuild.length) {
-      const requests = await stageRequests(specFile, spec, store, { images: toBuild });
-      const handles = await startManufacture(client, settings, requests);
-      const results = (await followBuilds(client, handles, requests, { progress: !json })) as (BuildImageResult & { publicationDigest?: string })[];
-      for (const r of results) {
-        if (!r.publicationDigest) throw new Error(`the build of ${r.image} returned no publication digest`);
-        images.set(r.image, { name: r.image, digest: r.publicationDigest });
-        // What a fleet runs must survive gc (and stay there to roll back to): pin it for the fleet.
-        for (const f of fleets.filter((f) => spec.fleets[f]!.image === r.image)) await pin(store, r.publicationDigest, fleetPinReason(spec, f));
-      }
-    }
+    const imageOf = (f: string) => spec.fleets[f]!.image;
+    const needsBytes = (image: string) => fleets.some((f) => imageOf(f) === image && acceptedFormats(spec.targets[spec.fleets[f]!.target]!.type) !== 'any');
+    const requests = await stageRequests(specFile, spec, store, { images: [...new Set(fleets.map(imageOf))] });
+    return {
+      platform: spec.metadata.name,
+      images: requests.map((r) => ({
+        image: r.image,
+        ...(needsBytes(r.image) ? { manufacture: r.input } : { digest: r.input.planDigest }),
+        fleets: fleets.filter((f) => imageOf(f) === r.image).map((f) => ({ fleet: f, spec: fleetSpecFromSpec(spec, f) })),
+      })),
+    };
   } finally {
     closeStore(store);
   }
-  return images;
 }
 
-/** Start the fleet's controller, or hand a running one the new image and replica count. */
-async function startOrUpdate(client: Client, input: FleetInput): Promise<{ handle: WorkflowHandle; generation?: number; started: boolean }> {
-  const workflowId = fleetWorkflowId(input.platform, input.fleet);
-  try {
-    const handle = await client.workflow.start('fleet', {
-      taskQueue: POOLS.control.taskQueue,
-      workflowId,
-      args: [input],
-      // The id is the fleet: a second controller for it is refused, never doubled.
-      workflowIdConflictPolicy: 'FAIL',
-      typedSearchAttributes: fleetAttributes(input.fleet, input.image.name, input.target.name, 'starting'),
-    });
-    return { handle, generation: 1, started: true };
-  } catch (err) {
-    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    const handle = client.workflow.getHandle(workflowId);
-    const { image, replicas: _replicas, state: _state, ...template } = input;
-    const { generation } = await handle.executeUpdate(deployUpdate, { args: [{ image, template }] }).catch(rejectedUpdate);
-    const status = await handle.query(fleetStatusQuery);
-    if (status.desired.replicas !== input.replicas) await handle.executeUpdate(scaleUpdate, { args: [input.replicas] });
-    return { handle, generation, started: false };
+/** One line per image and fleet while the deploy runs (a TTY only). */
+async function progressLines(client: Client, deployId: string, status: RollOutStatus | undefined, fleets: WorkflowHandle[]): Promise<string[]> {
+  const lines: string[] = [];
+  for (const img of status?.images ?? []) {
+    let detail: string = img.state;
+    if (img.state === 'manufacturing') {
+      const beat = await buildProgress(client, client.workflow.getHandle(`${deployId}/manufacture/${img.image}`)).catch(() => undefined);
+      if (beat) detail = `building: ${beat.step} (${beat.completed.length} steps done)`;
+    }
+    lines.push(`${img.image}: ${detail}`);
   }
+  for (const h of fleets) {
+    const s = await h.query(fleetStatusQuery).catch(() => undefined);
+    if (!s) continue;
+    const rollout = await rolloutStatus(client, s);
+    lines.push(`${s.platform}/${s.fleet}: ${s.phase} — ${rollout ? `${rollout.to.ready}/${rollout.to.desired} ready, ${rollout.to.provisioning} provisioning, ${rollout.to.failed} failed` : s.step}`);
+  }
+  return lines;
 }
 
-/** Settled: the wanted generation serves (or its rollout ended) and nothing is in flight. */
-function settled(s: FleetStatus, digest: string, generation: number | undefined): 'ok' | 'failed' | undefined {
-  if (s.phase === 'rolling-out' || s.phase === 'provisioning' || s.phase === 'scaling' || s.phase === 'starting') return undefined;
-  const ready = s.nodes.filter((n) => n.state === 'ready' && n.generation === s.generation).length;
-  if (s.desired.image.digest === digest && s.generation >= (generation ?? 0) && ready === s.desired.replicas && s.phase === 'steady') return 'ok';
-  const lastRollout = s.rollouts.at(-1);
-  if (lastRollout && generation !== undefined && lastRollout.to >= generation && lastRollout.outcome !== 'completed') return 'failed';
-  if (s.phase === 'degraded' || s.phase === 'paused') return 'failed';
-  return undefined;
-}
-
-/** Poll until every fleet has settled, drawing one live line per fleet on a TTY. */
-async function waitSettled(client: Client, waits: { handle: WorkflowHandle; digest: string; generation?: number }[], timeoutMs: number, live: boolean): Promise<{ status: FleetStatus; outcome: 'ok' | 'failed' | 'timeout' }[]> {
-  const deadline = Date.now() + timeoutMs;
-  const results: ({ status: FleetStatus; outcome: 'ok' | 'failed' | 'timeout' } | undefined)[] = waits.map(() => undefined);
+/** Redraw a block of lines on stderr in place. */
+function liveDrawer(): (lines: string[]) => void {
   let drawn = 0;
-  while (results.some((r) => !r)) {
-    const lines: string[] = [];
-    for (const [i, w] of waits.entries()) {
-      if (results[i]) continue;
-      const status = await w.handle.query(fleetStatusQuery);
-      const outcome = settled(status, w.digest, w.generation) ?? (Date.now() > deadline ? 'timeout' : undefined);
-      if (outcome) results[i] = { status, outcome };
-      const rollout = await rolloutStatus(client, status);
-      lines.push(`${status.platform}/${status.fleet}: ${status.phase} — ${rollout ? `${rollout.to.ready}/${rollout.to.desired} ready, ${rollout.to.provisioning} provisioning, ${rollout.to.failed} failed` : status.step}`);
-    }
-    if (live && process.stderr.isTTY) {
-      if (drawn) process.stderr.write(`\x1b[${drawn}A`);
-      for (const l of lines) process.stderr.write(`\x1b[2K${l}\n`);
-      drawn = lines.length;
-    }
-    if (results.some((r) => !r)) await sleep(500);
-  }
-  return results as { status: FleetStatus; outcome: 'ok' | 'failed' | 'timeout' }[];
+  return (lines) => {
+    if (!process.stderr.isTTY) return;
+    if (drawn) process.stderr.write(`\x1b[${drawn}A`);
+    for (const l of lines) process.stderr.write(`\x1b[2K${l}\n`);
+    for (let i = lines.length; i < drawn; i++) process.stderr.write('\x1b[2K\n');
+    drawn = Math.max(drawn, lines.length);
+  };
+}
+
+/** A fleet has settled on the deployed image: it serves it with every replica ready and nothing in flight. */
+function settled(s: FleetStatus, digest: string): boolean {
+  const current = s.generations.find((g) => g.generation === s.generation);
+  const ready = s.nodes.filter((n) => n.state === 'ready' && n.generation === s.generation).length;
+  return s.phase === 'steady' && current?.image.digest === digest && s.desired.image.digest === digest && ready === s.desired.replicas;
+}
+
+type Verdict = 'ok' | 'failed' | 'timeout';
+
+/** What a fleet's rollout outcome means for `deploy`: failed outright, or wait for it to settle. */
+function verdictOf(outcome: FleetOutcome): Verdict | undefined {
+  return outcome === 'completed' || outcome === 'unchanged' ? undefined : outcome === 'timed-out' ? 'timeout' : 'failed';
 }
 
 function parseTimeout(text: string | undefined, fallbackMs: number): number {
@@ -148,46 +123,78 @@ function parseTimeout(text: string | undefined, fallbackMs: number): number {
 
 async function deploy(specFile: string, opts: DeployOptions, mode: 'deploy' | 'up'): Promise<ExitCode> {
   const started = Date.now();
+  const deadline = started + parseTimeout(opts.timeout, 30 * 60_000);
   const spec = await loadSpec(specFile);
   const fleets = selectFleets(spec, opts.fleet);
   const { client, settings, close } = await connectClient();
   try {
-    const images = await resolveImages(client, settings, specFile, spec, fleets, Boolean(opts.json));
-    const waits = [];
-    for (const name of fleets) {
-      const input = fleetInputFromSpec(spec, name, images.get(spec.fleets[name]!.image)!);
-      const { handle, generation, started: fresh } = await startOrUpdate(client, input);
-      const link = workflowUiLink(settings, handle.workflowId);
-      if (!opts.json) note(`${input.platform}/${name}: ${fresh ? 'started' : `updated (generation ${generation})`} ${handle.workflowId}${link ? `  ${link}` : ''}`);
-      waits.push({ handle, digest: input.image.digest, generation });
+    const input = await stageDeploy(specFile, spec, fleets);
+    const deployId = `deploy/${input.platform}/${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    const run = await client.workflow.start<typeof deployPlatform>('deployPlatform', { taskQueue: POOLS.control.taskQueue, workflowId: deployId, args: [input] });
+    const link = workflowUiLink(settings, deployId, run.firstExecutionRunId);
+    note(`${input.platform}: workflow ${deployId}${link ? `  ${link}` : ''}`);
+    const handles = fleets.map((f) => client.workflow.getHandle(fleetWorkflowId(input.platform, f)));
+
+    // Follow the run: images built and pinned, each fleet handed its image, each rollout's outcome.
+    const draw = opts.json ? () => undefined : liveDrawer();
+    // (Polled, not long-polled: a pending result() would hold the connection open at exit.)
+    let result: RollOutResult | undefined;
+    for (;;) {
+      const status = await run.query(rollOutStatusQuery).catch(() => undefined);
+      if (opts.wait === false && status && status.fleets.length === fleets.length) {
+        for (const f of status.fleets) note(`${input.platform}/${f.fleet}: ${f.started ? 'started' : 'updated'} with ${f.image}@${f.digest.slice(0, 12)}`);
+        return EXIT.ok;
+      }
+      draw(await progressLines(client, deployId, status, handles));
+      if (status?.phase === 'done' || (await run.describe()).status.name !== 'RUNNING') {
+        result = await run.result(); // a failed run throws its failure (a build that failed, …)
+        break;
+      }
+      if (Date.now() > deadline) break;
+      await sleep(500);
     }
-    if (opts.wait === false) return EXIT.ok;
-    const results = await waitSettled(client, waits, parseTimeout(opts.timeout, 30 * 60_000), !opts.json);
+
+    // Then every fleet must settle: rolled out (or unchanged) and scaled to its replicas.
+    const outcomes = new Map((result?.fleets ?? []).map((f) => [f.fleet, f]));
+    const finals: { status: FleetStatus; outcome: Verdict; error?: string }[] = [];
+    for (const [i, name] of fleets.entries()) {
+      const fleet = outcomes.get(name);
+      let verdict: Verdict | undefined = fleet ? verdictOf(fleet.outcome) : 'timeout';
+      let status = await handles[i]!.query(fleetStatusQuery);
+      while (!verdict) {
+        if (settled(status, fleet!.digest)) verdict = 'ok';
+        else if (status.phase === 'degraded' || status.phase === 'paused') verdict = 'failed';
+        else if (Date.now() > deadline) verdict = 'timeout';
+        else {
+          draw(await progressLines(client, deployId, undefined, handles));
+          await sleep(500);
+          status = await handles[i]!.query(fleetStatusQuery);
+        }
+      }
+      finals.push({ status, outcome: verdict, error: fleet?.error });
+    }
     const seconds = (Date.now() - started) / 1000;
     if (opts.json) {
-      printJson({ seconds, fleets: results.map((r) => ({ outcome: r.outcome, ...r.status })), ui: settings.uiUrl });
+      printJson({ seconds, workflowId: deployId, fleets: finals.map((r) => ({ outcome: r.outcome, ...(r.error ? { error: r.error } : {}), ...r.status })), ui: settings.uiUrl });
     } else {
-      for (const r of results) {
+      for (const r of finals) {
         process.stdout.write(`${renderFleetStatus(r.status, undefined, { nodes: true })}\n\n`);
         const verdict = r.outcome === 'ok' ? pc.green('healthy') : pc.red(r.outcome === 'timeout' ? 'timed out' : 'not healthy');
-        process.stdout.write(`${r.status.platform}/${r.status.fleet}: ${verdict} after ${seconds.toFixed(1)} s\n`);
+        process.stdout.write(`${r.status.platform}/${r.status.fleet}: ${verdict} after ${seconds.toFixed(1)} s${r.error ? ` (${r.error})` : ''}\n`);
       }
       if (settings.uiUrl && mode === 'up') process.stdout.write(`Temporal UI: ${settings.uiUrl}\n`);
     }
-    return results.every((r) => r.outcome === 'ok') ? EXIT.ok : EXIT.failure;
+    return finals.every((r) => r.outcome === 'ok') ? EXIT.ok : EXIT.failure;
   } finally {
     await close();
   }
 }
 
-/** The pin reason of a fleet's publications: `fleet/<platform>/<fleet>`. */
-const fleetPinReason = (spec: Spec, fleet: string) => `fleet/${spec.metadata.name}/${fleet}`;
-
 /** A fleet that is down runs nothing: its publications may be collected again. */
 async function unpinFleets(spec: Spec, fleets: string[]): Promise<void> {
   const store = configuredStore();
   try {
-    const reasons = new Set(fleets.map((f) => fleetPinReason(spec, f)));
+    const reasons = new Set(fleets.map((f) => fleetPinReason(spec.metadata.name, f)));
     for (const p of await listPins(store)) if (reasons.has(p.reason)) await unpin(store, p.sha256, p.reason);
   } finally {
     closeStore(store);

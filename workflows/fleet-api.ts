@@ -30,6 +30,8 @@ export interface FleetTemplate {
   deployQueue: string;
   /** The artifact format the target deploys (from its descriptor and the image's outputs); absent when it needs no bytes. */
   artifactFormat?: string;
+  /** How long a step waits for a worker to poll deployQueue before it fails. @default POOL_WAIT_MS (2 min) */
+  poolWaitMs?: number;
   hostnamePrefix: string;
   authorizedKeys: string[];
   healthCheck: HealthCheck;

@@ -42,6 +42,7 @@ import {
 } from './fleet-api';
 import { destroyNodes, launchNode, plannedNode } from './launch';
 import { deployActivities } from './node';
+import { requirePool } from './pools';
 import { rollout, ROLLOUT_ABORTED, ROLLOUT_ROLLED_BACK, type RolloutResult } from './rollout';
 import { fleetAttributes, PHASE } from './search';
 
@@ -53,8 +54,8 @@ const FAILED_KEPT = 20;
 const DIGEST = /^[0-9a-f]{64}$/;
 
 function templateOf(input: FleetInput): FleetTemplate {
-  const { platform, fleet, target, deployQueue, artifactFormat, hostnamePrefix, authorizedKeys, healthCheck, rollout: policy } = input;
-  return { platform, fleet, target, deployQueue, artifactFormat, hostnamePrefix, authorizedKeys, healthCheck, rollout: policy };
+  const { platform, fleet, target, deployQueue, artifactFormat, poolWaitMs, hostnamePrefix, authorizedKeys, healthCheck, rollout: policy } = input;
+  return { platform, fleet, target, deployQueue, artifactFormat, poolWaitMs, hostnamePrefix, authorizedKeys, healthCheck, rollout: policy };
 }
 
 function validateReplicas(replicas: unknown): void {
@@ -286,6 +287,7 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
     const { prepareImage } = deployActivities(template);
     let prepared;
     try {
+      await requirePool(template.deployQueue, template.poolWaitMs);
       prepared = await prepareImage({ target: template.target, image: state.image, format: template.artifactFormat });
     } catch (err) {
       if (isCancellation(err)) throw err;

@@ -15,6 +15,7 @@ import type { BuildActivities, BuildImageInput, BuildImageResult } from '../acti
 import type { PublishActivities, PublishBuildResult } from '../activities/publish';
 import { ArtifactNotStagedError } from '../src/errors';
 import { POOLS } from '../src/pools/pools';
+import { requirePool } from './pools';
 
 export interface ManufactureInput extends BuildImageInput {
   /** Image name, for status and search. */
@@ -26,6 +27,8 @@ export interface ManufactureInput extends BuildImageInput {
    * built again elsewhere. @default '10m'
    */
   publishStartTimeout?: Duration;
+  /** How long the build waits for a build worker to poll its queue before it fails. @default POOL_WAIT_MS (2 min) */
+  poolWaitMs?: number;
 }
 
 /** The build's result, with its artifacts where the publication put them. */
@@ -95,6 +98,8 @@ export async function manufacture(input: ManufactureInput): Promise<ManufactureR
     }).publishBuild;
 
   try {
+    // A build pool that is down fails the build in bounded time, naming what to start.
+    await requirePool(buildQueue, input.poolWaitMs);
     for (let round = 1; ; round++) {
       status.phase = 'building';
       const built = await buildImage({ planDigest: input.planDigest, lockDigest: input.lockDigest, scratch: input.scratch, specDigest: input.specDigest });

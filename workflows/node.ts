@@ -9,6 +9,12 @@ import type { DeployActivities } from '../activities/deploy';
 import type { PreparedImage } from '../src/targets/driver';
 import type { FleetTemplate, ImageRef, NodeRecord } from './fleet-api';
 
+/**
+ * Longest a deploy step may wait for a worker to pick it up. Steps are short and a pool serves a
+ * batch at once, so only a pool that died after its check waits this long.
+ */
+const PICKUP = '10m';
+
 export interface FleetNodeInput {
   template: FleetTemplate;
   nodeId: string;
@@ -38,16 +44,18 @@ export function deployActivities(template: FleetTemplate) {
       prepareImage: local.prepareImage,
     };
   }
-  // Short steps: a worker that dies mid-step is noticed within the heartbeat timeout.
-  const quick = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, startToCloseTimeout: '10m', heartbeatTimeout: '20s', retry });
+  // Short steps: a worker that dies mid-step is noticed within the heartbeat timeout; a pool that
+  // has no worker at all leaves a step unstarted for at most PICKUP (the rollout checked it first).
+  const quick = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, scheduleToStartTimeout: PICKUP, startToCloseTimeout: '10m', heartbeatTimeout: '20s', retry });
   const health = proxyActivities<DeployActivities>({
     taskQueue: template.deployQueue,
+    scheduleToStartTimeout: PICKUP,
     startToCloseTimeout: healthTimeout,
     // Probes are bounded (≤ 10 s each) and heartbeat between them.
     heartbeatTimeout: Math.max(30_000, template.healthCheck.interval * 3),
     retry,
   });
-  const prepare = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, startToCloseTimeout: '2h', heartbeatTimeout: '2m', retry });
+  const prepare = proxyActivities<DeployActivities>({ taskQueue: template.deployQueue, scheduleToStartTimeout: PICKUP, startToCloseTimeout: '2h', heartbeatTimeout: '2m', retry });
   // proxyActivities returns a Proxy: name each function (spreading it copies nothing).
   return {
     createNode: quick.createNode,

@@ -18,6 +18,7 @@ import {
 import { abortSignal, pauseSignal, resolveCount, resumeSignal, type FleetTemplate, type GenerationStatus, type ImageRef, type NodeRecord } from './fleet-api';
 import { destroyNodes, launchNode, plannedNode, type LaunchSpec } from './launch';
 import { deployActivities } from './node';
+import { requirePool } from './pools';
 import { PHASE } from './search';
 
 export interface RolloutInput {
@@ -121,6 +122,7 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
   const acts = deployActivities(template);
   let prepared;
   try {
+    await requirePool(template.deployQueue, template.poolWaitMs);
     prepared = await acts.prepareImage({ target: template.target, image: input.to.image, format: template.artifactFormat });
   } catch (err) {
     if (isCancellation(err)) throw err;

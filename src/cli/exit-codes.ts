@@ -9,7 +9,7 @@ export const EXIT = {
   invalidSpec: 3,
   /** Temporal could not be reached or started. */
   unavailable: 4,
-  /** A required worker pool is missing or lacks tools (doctor). */
+  /** A required worker pool is missing or lacks tools (doctor; deploy when no worker of a pool it needs polls). */
   capabilityMissing: 5,
   /** A rebuild did not reproduce the recorded artifacts bit for bit (verify). */
   notReproducible: 6,

@@ -169,3 +169,17 @@ test('the dev server killed and restarted mid-run: the run resumes and completes
   expect(gone.stdout).toMatch(/destroyed 14 node\(s\)/);
   expect(runningNodePids()).toHaveLength(0);
 }, 600_000);
+
+test('deploy refuses up front, naming the pool, when no worker of a pool it needs polls', async () => {
+  // This stack runs only the control pool: a QEMU fleet needs the build and kvm pools.
+  const qemuSpec = path.join(home, 'qemu.yaml');
+  writeFileSync(qemuSpec, spec(1, '0s').replace(/targets:\n  sim:\n    type: hollow\n    bootDelay: 0s\n/, 'targets:\n  sim:\n    type: qemu\n'));
+  const started = Date.now();
+  const r = await kubedos(['deploy', qemuSpec], env, 120_000);
+  expect(r.code).toBe(5);
+  expect(r.stderr).toMatch(/error: no worker of pool (build|kvm) is polling kubedos-(build|kvm) \(waited 2\d s\)/);
+  expect(r.stderr).toMatch(/hint: start it with `kubedos stack start`/);
+  expect(Date.now() - started).toBeLessThan(60_000);
+  // Nothing was started: no fleet, no nodes.
+  expect((await kubedos(['status', '--json'], env)).stdout.trim()).toBe('[]');
+}, 120_000);

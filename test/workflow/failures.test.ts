@@ -11,8 +11,8 @@ import { createDeployActivities, type TargetRef } from '../../activities/deploy'
 import { errorJson, printError } from '../../src/cli/output';
 import { BuildPlanError, NodeImageConflictError, SshConnectError } from '../../src/errors';
 import { HollowDriver } from '../../src/targets/hollow/driver';
-import type { NodeRecord } from '../../workflows/fleet-api';
-import { hollowFleetInput, hollowSpec } from '../support/fleet';
+import { teardownSignal, type NodeRecord } from '../../workflows/fleet-api';
+import { hollowFleetInput, hollowSpec, waitForStatus } from '../support/fleet';
 import { connectTestEnv, testPoolWorker, type TestEnv } from '../support/temporal';
 
 let env: TestEnv;
@@ -112,4 +112,50 @@ test('the hint of an error raised on a worker reaches the CLI, with the failure 
   const text = printed.join('').replace(/\x1b\[[0-9;]*m/g, '');
   expect(text).toContain('caused by: BuildPlanError: the build plan is invalid');
   expect(text).toContain(`hint: ${new BuildPlanError([]).hint}`);
+});
+
+describe('a step routed to a pool with no worker', () => {
+  test('a build fails in bounded time naming the pool, its queue and how to start it', async () => {
+    const id = randomUUID().slice(0, 8);
+    const control = `nw-${id}-control`;
+    const worker = await testPoolWorker(env, 'control', control);
+    const run = worker.run();
+    const started = Date.now();
+    let failure: unknown;
+    try {
+      await env.client.workflow.execute('manufacture', {
+        taskQueue: control,
+        workflowId: `no-build-worker-${id}`,
+        args: [{ image: 'worker', planDigest: 'f'.repeat(64), buildQueue: `nw-${id}-nobody`, poolWaitMs: 3_000 }],
+      });
+    } catch (err) {
+      failure = err;
+    } finally {
+      worker.shutdown();
+      await run;
+    }
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(errorJson(failure).error.causes).toContainEqual(expect.stringMatching(new RegExp(`^PoolUnavailableError: no worker of pool nw-${id}-nobody is polling nw-${id}-nobody \\(waited \\d+ s\\)$`)));
+    expect(errorJson(failure).error.hint).toMatch(/start it with `kubedos stack start`/);
+  });
+
+  test('a rollout is refused before any node is touched, and the fleet says why', async () => {
+    const id = randomUUID().slice(0, 8);
+    const control = `nw-${id}-control`;
+    const worker = await testPoolWorker(env, 'control', control);
+    const run = worker.run();
+    try {
+      // A queue of its own (a real pool's queue may be served by another test's worker).
+      const input = { ...hollowFleetInput(`nw${id}`, `nw-${id}-kvm`, { replicas: 1 }), poolWaitMs: 3_000 };
+      const handle = await env.client.workflow.start('fleet', { taskQueue: control, workflowId: `fleet/nw${id}/workers`, args: [input] });
+      const status = await waitForStatus(handle, (s) => s.rollouts.length > 0, 60_000);
+      expect(status.rollouts[0]).toMatchObject({ outcome: 'rolled-back', error: expect.stringMatching(new RegExp(`refused on sim: no worker of pool nw-${id}-kvm is polling nw-${id}-kvm \\(waited \\d+ s\\)`)) });
+      expect(status.nodes).toEqual([]);
+      await handle.signal(teardownSignal);
+      await handle.result();
+    } finally {
+      worker.shutdown();
+      await run;
+    }
+  });
 });

@@ -27,6 +27,8 @@ import type { Spec } from '../../platform/types';
 import { closeStore, configuredStore } from '../../store/default';
 import { listPins, unpin } from '../../store/pins';
 import { connectClient } from '../../temporal/client';
+import { awaitPollers } from '../../temporal/pollers';
+import { poolOfTarget } from '../../targets';
 import { workflowUiLink } from '../../temporal/connection';
 import { action, type GlobalOptions } from '../command';
 import { EXIT, type ExitCode } from '../exit-codes';
@@ -67,6 +69,22 @@ async function stageDeploy(specFile: string, spec: Spec, fleets: string[]): Prom
     closeStore(store);
   }
 }
+
+/**
+ * Every pool the deploy will route steps to must have a worker: said now, before anything starts
+ * (the workflow would say the same after its own wait). A worker just started gets a moment.
+ */
+async function requirePools(client: Client, input: Omit<RollOutInput, 'startMissing'>): Promise<void> {
+  const queues = new Map<string, string>([[POOLS.control.taskQueue, 'control']]);
+  for (const img of input.images) {
+    if (img.manufacture) queues.set(img.manufacture.buildQueue ?? POOLS.build.taskQueue, 'build');
+    for (const f of img.fleets) if (f.spec) queues.set(f.spec.deployQueue, poolOfTarget(f.spec.target.spec.type));
+  }
+  await Promise.all([...queues].map(([queue, pool]) => awaitPollers(client, pool, queue, { waitMs: POOL_CHECK_MS })));
+}
+
+/** How long `deploy` waits for a pool's first worker before it says the pool is missing. */
+const POOL_CHECK_MS = 20_000;
 
 /** One line per image and fleet while the deploy runs (a TTY only). */
 async function progressLines(client: Client, deployId: string, status: RollOutStatus | undefined, fleets: WorkflowHandle[]): Promise<string[]> {
@@ -129,6 +147,7 @@ async function deploy(specFile: string, opts: DeployOptions, mode: 'deploy' | 'u
   const { client, settings, close } = await connectClient();
   try {
     const input = await stageDeploy(specFile, spec, fleets);
+    await requirePools(client, input);
     const deployId = `deploy/${input.platform}/${new Date().toISOString().replace(/[:.]/g, '-')}`;
     const run = await client.workflow.start<typeof deployPlatform>('deployPlatform', { taskQueue: POOLS.control.taskQueue, workflowId: deployId, args: [input] });
     const link = workflowUiLink(settings, deployId, run.firstExecutionRunId);

@@ -21,6 +21,7 @@ import { DebCache, debFileName, lockDigest, type Lock } from './lock';
 import { baseDigest, canonicalJson, securityMirrorOf, sha256Hex, type BasePlan, type BuildPlan } from './plan';
 import { dpkgScanpackages } from './tools/dpkg-scanpackages';
 import { mmdebstrap } from './tools/mmdebstrap';
+import { removeScratchTree, sweepStaleStaging } from './scratch';
 
 /** dpkg path filters: no documentation, manuals or translations in images. */
 export const DPKG_PATH_FILTERS = [
@@ -90,6 +91,9 @@ export function sourcesList(base: BasePlan): string {
     '',
   ].join('\n');
 }
+
+/** Staging trees of layers being installed: `<layers>/.staging-<pid>-<random>`. */
+const STAGING_PREFIX = '.staging-';
 
 function layersDir(ctx: BuildContext): string {
   return path.join(ctx.options.cacheDir, 'layers');
@@ -172,7 +176,9 @@ export function autoInstalled(index: readonly Paragraph[], requested: readonly s
 async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
   const { plan } = ctx;
   await fs.mkdir(layersDir(ctx), { recursive: true });
-  const staging = path.join(layersDir(ctx), `.staging-${process.pid}-${randomBytes(4).toString('hex')}`);
+  // A build killed mid-install left its tree, with mmdebstrap's mounts still in it.
+  for (const gone of await sweepStaleStaging(layersDir(ctx), STAGING_PREFIX, { signal: ctx.options.signal })) ctx.log.info({ staging: gone }, 'removed the staging tree of a build that is gone');
+  const staging = path.join(layersDir(ctx), `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
   const rootfs = path.join(staging, 'rootfs');
   await fs.mkdir(staging, { recursive: true });
   const imageSources = path.join(ctx.workDir, 'sources.list');
@@ -233,7 +239,8 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
     }
     ctx.layer = await readLayer(final);
   } finally {
-    await fs.rm(staging, { recursive: true, force: true });
+    // Cancelled mid-install, mmdebstrap had no time to unmount what it mounted in the tree.
+    await removeScratchTree(staging);
     await fs.rm(repo, { recursive: true, force: true });
   }
 }

@@ -118,9 +118,13 @@ export const envVarName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
   error: (iss) => `invalid environment variable name ${show(iss.input)}: give the NAME of a variable (e.g. GOVC_PASSWORD), never the secret itself`,
 });
 
-/** An http(s) URL. */
+/** Control characters (newline, NUL, …): never part of a name, URL or path a command or file receives. */
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** An http(s) URL (written as given into sources lists and requests, so no spaces or control characters). */
 export function httpUrl(what: string): z.ZodString {
   return checked(z.string(), (value) => {
+    if (CONTROL.test(value) || /\s/.test(value)) return `${what} ${show(value)} must not contain spaces or control characters`;
     try {
       const url = new URL(value);
       return url.protocol === 'http:' || url.protocol === 'https:' ? undefined : `${what} ${show(value)} must be an http or https URL`;
@@ -143,10 +147,32 @@ export const timeZone = checked(z.string(), (zone) => {
   }
 });
 
-/** A host name or IP address (brackets optional for IPv6). */
-export const hostAddress = z.string().regex(/^[A-Za-z0-9._:[\]-]+$/, {
+/** A host name or IP address (brackets optional for IPv6); never starting with '-', so it cannot read as an option. */
+export const hostAddress = z.string().regex(/^(?!-)[A-Za-z0-9._:[\]-]+$/, {
   error: (iss) => `invalid host ${show(iss.input)}: expected a host name or IP address`,
 });
+
+/** A file on the worker's host (a key, a known_hosts file): any path, but no control characters. */
+export function localPath(what: string): z.ZodString {
+  return checked(z.string().min(1), (value) => (CONTROL.test(value) ? `${what} ${show(value)} must not contain control characters` : undefined));
+}
+
+/**
+ * An absolute path on a remote host, where it is given to commands: '/'-rooted, normalised (no
+ * `.` or `..` components, no empty ones), printable characters other than whitespace.
+ */
+export function hostPath(what: string): z.ZodString {
+  return checked(z.string(), (value) => {
+    if (!value.startsWith('/')) return `${what} ${show(value)} must be an absolute path (starting with /)`;
+    if (CONTROL.test(value) || /\s/.test(value)) return `${what} ${show(value)} must not contain spaces or control characters`;
+    const parts = value.split('/').slice(1);
+    if (value !== '/' && parts.some((p) => p === '' || p === '.' || p === '..')) return `${what} ${show(value)} must be normalised: no empty, '.' or '..' components, no trailing '/'`;
+    return undefined;
+  });
+}
+
+/** One argument of a command run without a shell: any text but NUL (argv cannot carry it). */
+export const argvElement = z.string().refine((v) => !v.includes('\0'), { error: 'a command argument cannot contain a NUL byte' });
 
 /** A count of nodes or a percentage of the fleet (`25%`), as in Kubernetes rollouts. */
 const countOrPercentMessage = (iss: { input?: unknown }): string =>

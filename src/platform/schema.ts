@@ -29,6 +29,7 @@ type TargetVariant = Registered[keyof Registered]['schema'];
 type AnyTargetSpecOutput = z.output<TargetVariant>;
 type AnyTargetSpecInput = z.input<TargetVariant>;
 import {
+  argvElement,
   choice,
   countOrPercent,
   cronExpression,
@@ -289,7 +290,7 @@ const healthCheckSchema = z
       }),
       z.strictObject({
         type: z.literal('ssh'),
-        command: z.array(z.string()).min(1).describe('argv of the command, run without a shell; exit 0 means healthy'),
+        command: z.array(argvElement).min(1).describe('argv of the command, run without a shell; exit 0 means healthy'),
         ...checkTiming,
       }),
     ],

@@ -4,7 +4,7 @@
  * descriptor (src/targets/<type>/index.ts) and is built from these and ./fields.
  */
 import { z } from 'zod';
-import { hostAddress, hostKeyPin, objectRule, size } from './fields';
+import { hostAddress, hostKeyPin, localPath, objectRule, size } from './fields';
 import { show } from './show';
 
 const MiB = 2 ** 20;
@@ -22,9 +22,9 @@ export const sshConnectionSchema = z
       .regex(/^[a-z_][a-z0-9_-]*$/, { error: (iss) => `invalid user name ${show(iss.input)}` })
       .default('root')
       .describe('Remote user'),
-    identityFile: z.string().min(1).optional().describe('Private key file; default: the SSH agent'),
+    identityFile: localPath('identityFile').optional().describe('Private key file on the worker; default: the SSH agent'),
     hostKey: hostKeyPin.optional().describe('Pinned host key: an OpenSSH public key line or its SHA256:… fingerprint'),
-    knownHosts: z.string().min(1).optional().describe('known_hosts file holding the pinned host key'),
+    knownHosts: localPath('knownHosts').optional().describe('known_hosts file on the worker holding the pinned host key'),
   })
   .superRefine(
     ...objectRule((ssh) => (ssh.hostKey === undefined && ssh.knownHosts === undefined ? { message: HOST_KEY_PIN_MESSAGE } : undefined)),

@@ -43,7 +43,7 @@ const SECRET_NAME = /PASSWORD|PASSWD|_PWD$|SECRET|TOKEN|API_KEY|ACCESS_KEY/;
  * pool's Dockerfile stage installs, or a binary copied into the stage from a build stage. A tool
  * added to a pool without an entry here fails the test, on purpose.
  */
-type Provider = { readonly apt: string } | { readonly copied: string };
+type Provider = { readonly apt: string } | { readonly copied: string } | { readonly base: true };
 const PROVIDERS: Readonly<Record<string, Provider>> = {
   mmdebstrap: { apt: 'mmdebstrap' },
   'mkfs.ext4': { apt: 'e2fsprogs' },
@@ -62,6 +62,8 @@ const PROVIDERS: Readonly<Record<string, Provider>> = {
   gzip: { apt: 'gzip' },
   xz: { apt: 'xz-utils' },
   zstd: { apt: 'zstd' },
+  // Debian's `mount` package has priority required: every Debian base image has it.
+  umount: { base: true },
   '/usr/lib/systemd/boot/efi/linuxx64.efi.stub': { apt: 'systemd-boot-efi' },
   'qemu-system-x86_64': { apt: 'qemu-system-x86' },
   'ssh-keygen': { apt: 'openssh-client' },

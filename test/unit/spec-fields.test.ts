@@ -228,6 +228,20 @@ describe('OpenSSH keys', () => {
   });
 });
 
+describe('free strings that reach a command line, a file or a path are held to their grammar', () => {
+  test.each([
+    ['base.mirror', (d: Record<string, any>) => (d.base = { mirror: 'http://deb.debian.org/debian\ndeb http://evil/ ./' }), /^base\.mirror: mirror ".*" must not contain spaces or control characters$/],
+    ['an SSH host that reads as an option', (d: Record<string, any>) => (d.targets.local.host = { host: '-oProxyCommand=reboot', hostKey: FINGERPRINT }), /^targets\.local\.host\.host: invalid host/],
+    ['identityFile', (d: Record<string, any>) => (d.targets.local.host = { host: 'h', hostKey: FINGERPRINT, identityFile: 'key\n' }), /^targets\.local\.host\.identityFile: identityFile "key\\n" must not contain control characters$/],
+    ['an ssh check argument', (d: Record<string, any>) => (d.fleets.workers.healthCheck = { type: 'ssh', command: ['true', 'a\u0000b'] }), /^fleets\.workers\.healthCheck\.command\[1\]: a command argument cannot contain a NUL byte$/],
+  ])('%s', (_what, mutate, message) => {
+    const doc = baseDoc();
+    mutate(doc);
+    const found = issuesOf(doc).map((i) => `${i.path}: ${i.message}`);
+    expect(found).toEqual([expect.stringMatching(message)]);
+  });
+});
+
 describe('targets', () => {
   test('every registered target type has a schema variant', () => {
     const minimal: Record<string, Record<string, unknown>> = {

@@ -1,7 +1,9 @@
 /**
  * Manufacturing activities (build pool): thin adapters over src/foundry. They heartbeat with the
  * current step, pass the cancellation signal down to every subprocess, and are idempotent: the
- * result is recorded under the (plan, lock) key, and a repeat finds it and skips.
+ * result is recorded under the (plan, lock) key, and a repeat finds it and skips; each artifact
+ * is also recorded by (image inputs, lock, format and its options), so another set of the same image's formats
+ * reuses what was made.
  *
  * buildImage only builds and stages: the artifacts, the build manifest and the lock land in this
  * host's staging store (the store itself when it is local). Publishing them — uploads, SBOM,
@@ -12,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import { buildImage as runBuild, parseLock, serializeLock } from '../src/foundry';
+import { buildImage as runBuild, canonicalJson, formatNamed, imageInputs, parseLock, serializeLock, sha256Hex, type BuildManifest, type BuildPlan, type FormatName } from '../src/foundry';
 import { parsePlan } from '../src/foundry/from-spec';
 import { BuildFailedError, StoreObjectNotFoundError } from '../src/errors';
 import type { ArtifactStore } from '../src/store/store';
@@ -94,6 +96,19 @@ export function buildKey(input: Pick<BuildImageInput, 'planDigest' | 'lockDigest
   return createHash('sha256').update(`${input.planDigest}:${input.lockDigest ?? 'unlocked'}`).digest('hex');
 }
 
+/**
+ * The key of one artifact whatever else was asked for: the image's inputs, the lock, the format
+ * and that format's own options. A build records each artifact's result under
+ * `builds/artifact/<key>`, so a later request for some of its formats (alone, or in another
+ * order) reuses them: artifacts do not depend on their siblings (plan.ts inputDigest).
+ */
+export function artifactKey(plan: BuildPlan, lockDigest: string | undefined, format: FormatName): string {
+  const options = formatNamed(format).options?.(plan);
+  return sha256Hex(canonicalJson({ image: imageInputs(plan), lock: lockDigest ?? 'unlocked', format, options }));
+}
+
+const artifactRef = (plan: BuildPlan, lockDigest: string | undefined, format: FormatName) => `builds/artifact/${artifactKey(plan, lockDigest, format)}`;
+
 /** A blob the CLI put in the store for this build (plan, lock), as text. */
 async function staged(store: ArtifactStore, digest: string, what: string): Promise<string> {
   if (!(await store.has(digest))) {
@@ -105,19 +120,59 @@ async function staged(store: ArtifactStore, digest: string, what: string): Promi
   return (await store.getBytes(digest)).toString('utf8');
 }
 
+/** Whether a blob is staged on this host or already in the store. */
+async function present(staging: ArtifactStore, store: ArtifactStore, digest: string): Promise<boolean> {
+  return (await staging.has(digest)) || (staging !== store && (await store.has(digest)));
+}
+
+type RecordedBuild = BuildImageResult & { publicationDigest?: string; publicationRef?: string };
+
+async function readRecord(staging: ArtifactStore, digest: string): Promise<BuildImageResult> {
+  const { publicationDigest: _p, publicationRef: _r, publishQueue: _q, ...result } = JSON.parse((await staging.getBytes(digest)).toString('utf8')) as RecordedBuild;
+  return result;
+}
+
 /** A recorded build whose artifacts are still staged here or already in the store. */
 async function findRecorded(staging: ArtifactStore, store: ArtifactStore, key: string): Promise<BuildImageResult | undefined> {
   const digest = await staging.getRef(`builds/${key}`);
   if (!digest) return undefined;
-  const { publicationDigest: _p, publicationRef: _r, publishQueue: _q, ...result } = JSON.parse((await staging.getBytes(digest)).toString('utf8')) as BuildImageResult & {
-    publicationDigest?: string;
-    publicationRef?: string;
-  };
-  for (const a of result.artifacts) if (!(await staging.has(a.sha256)) && (staging === store || !(await store.has(a.sha256)))) return undefined;
-  for (const d of [result.manifestDigest, result.lockBlob]) if (!(await staging.has(d)) && (staging === store || !(await store.has(d)))) return undefined;
+  const result = await readRecord(staging, digest);
+  for (const d of [...result.artifacts.map((a) => a.sha256), result.manifestDigest, result.lockBlob]) if (!(await present(staging, store, d))) return undefined;
   return { ...result, reused: true, ranMmdebstrap: false, timings: {} };
 }
 
+/**
+ * The requested formats, each taken from a recorded build of the same image inputs and lock
+ * (a full build, then a request for one of its formats): a result with a build manifest of just
+ * those artifacts, staged. Undefined unless one lock and layer made every one of them.
+ */
+async function findByFormats(staging: ArtifactStore, store: ArtifactStore, plan: BuildPlan, lockDigest: string | undefined): Promise<BuildImageResult | undefined> {
+  const records: BuildImageResult[] = [];
+  for (const format of plan.formats) {
+    const digest = await staging.getRef(artifactRef(plan, lockDigest, format));
+    if (!digest) return undefined;
+    records.push(await readRecord(staging, digest));
+  }
+  const [first] = records;
+  if (!first || records.some((r) => r.lockDigest !== first.lockDigest || r.layerDigest !== first.layerDigest || r.inputDigest !== first.inputDigest)) return undefined;
+  const artifacts = plan.formats.flatMap((format) => records.find((r) => r.artifacts.some((a) => a.format === format))!.artifacts.filter((a) => a.format === format));
+  for (const d of [...artifacts.map((a) => a.sha256), first.manifestDigest, first.lockBlob]) if (!(await present(staging, store, d))) return undefined;
+  const manifest = JSON.parse((await (await staging.has(first.manifestDigest) ? staging : store).getBytes(first.manifestDigest)).toString('utf8')) as BuildManifest;
+  manifest.artifacts = artifacts.map(({ format, file, sha256, size }) => ({ format, file, sha256, size }));
+  const manifestDigest = (await staging.putBytes(`${JSON.stringify(manifest, null, 2)}\n`)).sha256;
+  return { ...first, manifestDigest, artifacts, reused: true, ranMmdebstrap: false, timings: {} };
+}
+
+/** Record a result under its exact key, the key of the lock it resolved, and each format's image key. */
+async function record(staging: ArtifactStore, input: BuildImageInput, plan: BuildPlan, result: BuildImageResult): Promise<void> {
+  const digest = (await staging.putBytes(JSON.stringify(result))).sha256;
+  await staging.setRef(`builds/${buildKey(input)}`, digest);
+  // The lock this build resolved is what a later locked build of the same plan will name.
+  await staging.setRef(`builds/${buildKey({ planDigest: input.planDigest, lockDigest: result.lockBlob })}`, digest);
+  for (const lock of new Set([input.lockDigest, result.lockBlob])) {
+    for (const format of new Set(result.artifacts.map((a) => a.format))) await staging.setRef(artifactRef(plan, lock, format as FormatName), digest);
+  }
+}
 
 export function createBuildActivities(deps: BuildDeps) {
   const staging = deps.staging ?? deps.store;
@@ -135,6 +190,14 @@ export function createBuildActivities(deps: BuildDeps) {
         }
       }
       const plan = parsePlan(await staged(deps.store, input.planDigest, 'plan'));
+      if (!input.scratch) {
+        const made = await findByFormats(staging, deps.store, plan, input.lockDigest);
+        if (made) {
+          ctx.log.info('every requested format was made by an earlier build of the same inputs; reusing them', { image: made.image, formats: plan.formats });
+          await record(staging, input, plan, made);
+          return { ...made, publishQueue };
+        }
+      }
       const lock = input.lockDigest ? parseLock(await staged(deps.store, input.lockDigest, 'lock')) : undefined;
 
       await fs.mkdir(deps.workDir, { recursive: true });
@@ -183,12 +246,7 @@ export function createBuildActivities(deps: BuildDeps) {
           ranMmdebstrap: result.ranMmdebstrap,
           timings: result.timings,
         };
-        if (!input.scratch) {
-          const record = await staging.putBytes(JSON.stringify(final));
-          await staging.setRef(`builds/${key}`, record.sha256);
-          // The lock this build resolved is what a later locked build of the same plan will name.
-          await staging.setRef(`builds/${buildKey({ planDigest: input.planDigest, lockDigest: final.lockBlob })}`, record.sha256);
-        }
+        if (!input.scratch) await record(staging, input, plan, final);
         return { ...final, publishQueue };
       } finally {
         clearInterval(timer);

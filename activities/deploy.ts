@@ -12,7 +12,7 @@ import type { HealthCheck, TargetSpec } from '../src/platform/types';
 import type { DriverContext, ImageSource, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../src/targets/driver';
 import { generateIdentity, type PublicIdentity } from '../src/targets/identity';
 import { ConfigError } from '../src/errors';
-import { createDriver, poolOfTarget } from '../src/targets';
+import { createDriver, isTargetType, poolOfTarget, targetDescriptor } from '../src/targets';
 import { fetchVerifiedArtifact } from '../src/store/fetch';
 import type { ArtifactStore } from '../src/store/store';
 
@@ -125,20 +125,23 @@ export function createDeployActivities(deps: DeployDeps = {}) {
   return {
     /**
      * Make the image present on the target (once per digest), verified before anything uses it.
-     * `format` is the artifact the target deploys (absent for drivers that need no bytes).
+     * `format` is the artifact the target deploys; absent (fleets started before fleets carried
+     * it), the first format its type accepts.
      */
     async prepareImage(input: { target: TargetRef; image: ImageRef; format?: string }): Promise<PreparedImage> {
       const driver = await driverFor(input.target);
       const ctx = driverContext();
       const source: ImageSource = { name: input.image.name, digest: input.image.digest };
-      if (input.format) {
+      const accepts = isTargetType(input.target.spec.type) ? targetDescriptor(input.target.spec.type).accepts : 'any';
+      const format = input.format ?? (accepts === 'any' ? undefined : accepts[0]);
+      if (format) {
         if (!deps.fetchArtifact) {
           throw new ConfigError(
-            `target ${input.target.name} needs the image's ${input.format} artifact, but this worker has no artifact store`,
+            `target ${input.target.name} needs the image's ${format} artifact, but this worker has no artifact store`,
             'start the worker with the artifact store configured (KUBEDOS_S3_* for a shared store)',
           );
         }
-        source.artifact = await deps.fetchArtifact(input.image, input.format, ctx.signal!, ctx.progress);
+        source.artifact = await deps.fetchArtifact(input.image, format, ctx.signal!, ctx.progress);
       }
       return driver.prepare(source, ctx);
     },

@@ -2,7 +2,7 @@
 export { buildImage, type BuildResult } from './pipeline';
 export type { BuildOptions, Artifact } from './context';
 export {
-  baseDigest, canonicalJson, derivedUuid, inputDigest, sha256Hex, validatePlan,
+  baseDigest, canonicalJson, derivedUuid, imageInputs, inputDigest, sha256Hex, validatePlan,
   type BasePlan, type BuildPlan, type ImagePlan, type PlanFile, type PlanUnit,
 } from './plan';
 export {

@@ -116,11 +116,22 @@ export function baseDigest(plan: Pick<BuildPlan, 'base' | 'sourceDateEpoch'>): s
   return sha256Hex(canonicalJson({ kind: 'kubedos.base/v1', base, sourceDateEpoch: plan.sourceDateEpoch }));
 }
 
-/** Digest of the whole plan: names the image and seeds every identifier on the disk. */
+/**
+ * Digest of the image's own inputs — base, lock, epoch, payload, disk settings — which names the
+ * image and seeds every identifier on its disks. Which formats are built, in which order, and a
+ * format's own options (the installer ISO that installer-media repacks) are not part of it: each
+ * artifact's bytes are the same whatever was built beside it, so an auditor can rebuild one format
+ * alone, and `up` (qcow2 only) deploys what `build` publishes.
+ */
 export function inputDigest(plan: BuildPlan, lockDigest: string): string {
-  const { installerIso, ...image } = plan.image;
-  const identified = installerIso ? { ...plan, image: { ...image, installerIso: { sha256: installerIso.sha256 } } } : plan;
-  return sha256Hex(canonicalJson({ kind: 'kubedos.plan/v1', plan: identified, lockDigest }));
+  return sha256Hex(canonicalJson({ kind: 'kubedos.image-inputs/v2', image: imageInputs(plan), lockDigest }));
+}
+
+/** What is hashed of a plan for its image: all of it but the format list and the formats' own options. */
+export function imageInputs(plan: BuildPlan): Record<string, unknown> {
+  const { formats: _formats, ...rest } = plan;
+  const { installerIso: _installerIso, ...image } = plan.image;
+  return { ...rest, image };
 }
 
 /**

@@ -191,3 +191,50 @@ test('with a remote store the build stages on this host; publishBuild uploads fr
   expect(err).toMatchObject({ type: 'ArtifactNotStagedError', nonRetryable: true });
   expect((err as Error).message).toMatch(/worker\.raw \(sha256:[0-9a-f]{64}\) is neither staged on this host/);
 });
+
+/** A fake engine making one artifact per requested format, each independent of its siblings. */
+function formatsEngine(built: string[][]): typeof buildImage {
+  return async (p, o) => {
+    built.push([...p.formats]);
+    await fs.mkdir(o.outputDir, { recursive: true });
+    const artifacts = await Promise.all(
+      p.formats.map(async (format) => {
+        const bytes = Buffer.from(`disk of ${p.image.name} as ${format}`);
+        await fs.writeFile(path.join(o.outputDir, `worker.${format}`), bytes);
+        return { format, file: `worker.${format}`, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
+      }),
+    );
+    return {
+      manifest: {
+        schema: 'kubedos.build-manifest/v1', image: { name: p.image.name, role: p.image.role, hostname: p.image.hostname },
+        inputDigest: 'i'.repeat(64), layerDigest: 'l'.repeat(64), lockDigest: 'k'.repeat(64), sourceDateEpoch: p.sourceDateEpoch,
+        diskSizeBytes: p.image.diskSizeBytes, artifacts,
+      },
+      lock, ranMmdebstrap: true, timings: {}, totalMs: 1,
+    };
+  };
+}
+
+test('a later request for some of a build\'s formats, alone or in another order, reuses what it made', async () => {
+  const built: string[][] = [];
+  const { store, activities } = setup(formatsEngine(built));
+  const planOf = async (formats: BuildPlan['formats']) => (await store.putBytes(serializePlan({ ...plan, formats }))).sha256;
+  const full: BuildImageResult = await new MockActivityEnvironment().run(activities.buildImage, { planDigest: await planOf(['raw', 'qcow2', 'vmdk', 'ova']), lockDigest: undefined });
+  const locked = { lockDigest: full.lockBlob };
+
+  const alone: BuildImageResult = await new MockActivityEnvironment().run(activities.buildImage, { planDigest: await planOf(['qcow2']), ...locked });
+  expect(alone.reused).toBe(true);
+  expect(alone.artifacts.map((a) => [a.format, a.sha256])).toEqual([['qcow2', full.artifacts.find((a) => a.format === 'qcow2')!.sha256]]);
+  // Its build manifest names just that artifact (what its publication will list).
+  const manifest = JSON.parse((await store.getBytes(alone.manifestDigest)).toString('utf8')) as { artifacts: { format: string }[]; inputDigest: string };
+  expect(manifest.artifacts.map((a) => a.format)).toEqual(['qcow2']);
+  expect(manifest.inputDigest).toBe(full.inputDigest);
+
+  const reordered: BuildImageResult = await new MockActivityEnvironment().run(activities.buildImage, { planDigest: await planOf(['ova', 'raw']), ...locked });
+  expect(reordered.reused).toBe(true);
+  expect(reordered.artifacts.map((a) => a.format)).toEqual(['ova', 'raw']);
+  // A format no earlier build made is built (the engine runs again).
+  const other: BuildImageResult = await new MockActivityEnvironment().run(activities.buildImage, { planDigest: await planOf(['qcow2', 'iso']), ...locked });
+  expect(other.reused).toBe(false);
+  expect(built).toEqual([['raw', 'qcow2', 'vmdk', 'ova'], ['qcow2', 'iso']]);
+});

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildImage, canonicalJson, LAYER_KIND, manifestFileName, parseLock, sha256Hex, type BuildManifest, type BuildPlan, type BuildResult, type Lock } from '../../src/foundry';
+import { buildImage, canonicalJson, inputDigest, LAYER_KIND, manifestFileName, parseLock, sha256Hex, type BuildManifest, type BuildPlan, type BuildResult, type Lock } from '../../src/foundry';
 import { renderPayload } from '../../src/foundry/payload';
 
 export function testImagesRoot(): string {
@@ -66,7 +66,8 @@ export function planKey(plan: BuildPlan): string {
   const payload = renderPayload(plan, { inputDigest: '0'.repeat(64), rootFsUuid: '00000000-0000-0000-0000-000000000000' }).map((e) =>
     e.kind === 'file' ? { ...e, content: sha256Hex(e.content) } : e,
   );
-  return sha256Hex(canonicalJson({ plan, layerKind: LAYER_KIND, payload: sha256Hex(canonicalJson(payload)) })).slice(0, 16);
+  // The input digest's own rules (what seeds the disk's identifiers) are part of the engine too.
+  return sha256Hex(canonicalJson({ plan, layerKind: LAYER_KIND, payload: sha256Hex(canonicalJson(payload)), inputs: inputDigest(plan, '0'.repeat(64)) })).slice(0, 16);
 }
 
 /** Shared caches of the test image root. */

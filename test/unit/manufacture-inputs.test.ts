@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { OUTPUT_FORMATS as CATALOG_FORMATS, parseSpec } from '../../src/platform';
 import { FORMAT_NAMES } from '../../src/foundry/formats';
+import { inputDigest } from '../../src/foundry/plan';
+import { artifactKey } from '../../activities/build';
 import { parsePlan, planFromSpec, serializePlan } from '../../src/foundry/from-spec';
 import { lockInputsDigest } from '../../src/foundry/lock';
 import { readLockFile, serializeLockFile, usableLock, writeLockFile, type LockFile } from '../../src/platform/lock-file';
@@ -97,4 +99,20 @@ test('firstDifference finds the first differing byte across chunk boundaries', a
   expect(await firstDifference(path.join(dir, 'a'), path.join(dir, 'a'))).toBeUndefined();
   expect(await firstDifference(path.join(dir, 'a'), path.join(dir, 'b'))).toBe(2 ** 20 + 5);
   expect(await firstDifference(path.join(dir, 'a'), path.join(dir, 'c'))).toBe(100);
+});
+
+test('the image digest that seeds every identifier ignores the format list, its order and the formats\' own options', () => {
+  const { spec } = specWithSource();
+  const plan = planFromSpec(spec, 'web', { sourceDateEpoch: 1 });
+  const digest = (p: typeof plan) => inputDigest(p, 'k'.repeat(64));
+  expect(digest({ ...plan, formats: ['qcow2'] })).toBe(digest({ ...plan, formats: ['raw', 'qcow2', 'vmdk', 'ova'] }));
+  expect(digest({ ...plan, formats: ['ova', 'qcow2'] })).toBe(digest({ ...plan, formats: ['qcow2', 'ova'] }));
+  expect(digest({ ...plan, image: { ...plan.image, installerIso: { source: '/a.iso', sha256: 'a'.repeat(64) } } })).toBe(digest(plan));
+  // What the image is made of does count.
+  expect(digest({ ...plan, image: { ...plan.image, diskSizeBytes: plan.image.diskSizeBytes * 2 } })).not.toBe(digest(plan));
+  expect(inputDigest(plan, 'j'.repeat(64))).not.toBe(digest(plan));
+  // A build record of installer-media is per ISO; one of qcow2 is not.
+  const withIso = (sha: string) => ({ ...plan, image: { ...plan.image, installerIso: { source: '/x.iso', sha256: sha } } });
+  expect(artifactKey(withIso('a'.repeat(64)), undefined, 'installer-media')).not.toBe(artifactKey(withIso('b'.repeat(64)), undefined, 'installer-media'));
+  expect(artifactKey(withIso('a'.repeat(64)), undefined, 'qcow2')).toBe(artifactKey(withIso('b'.repeat(64)), undefined, 'qcow2'));
 });

@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import type { Artifact, BuildContext } from '../context';
 import { publishAtomically } from '../files';
-import type { ImagePlan } from '../plan';
+import type { BuildPlan, ImagePlan } from '../plan';
 
 export interface OutputFormat<Name extends string = string> {
   /** The `outputs:` / `--format` name, e.g. `qcow2`. */
@@ -21,6 +21,11 @@ export interface OutputFormat<Name extends string = string> {
   fileName(image: ImagePlan): string;
   /** Make the artifact(s) from the build context, published atomically and digested. */
   produce(ctx: BuildContext): Promise<Artifact[]>;
+  /**
+   * The parts of the plan this format reads beyond the image's own inputs (plan.ts imageInputs),
+   * e.g. the installer ISO it repacks: with the image's inputs, they are all its bytes depend on.
+   */
+  options?(plan: BuildPlan): unknown;
 }
 
 /** Write an artifact through a temporary file, rename it into place, digest it. */

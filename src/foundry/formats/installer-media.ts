@@ -18,6 +18,8 @@ export const installerMedia: OutputFormat<'installer-media'> = {
   description: 'Debian installer ISO (images.<name>.installerIso) repacked with a preseed that installs the image unattended',
   consumes: 'installer media and disk',
   tools: ['xorriso'],
+  // The ISO it repacks, by content: where it lives changes nothing.
+  options: (plan) => ({ installerIso: plan.image.installerIso?.sha256 }),
   fileName: (image) => `${image.name}.installer.iso`,
   produce: async (ctx: BuildContext) => {
     const { plan } = ctx;

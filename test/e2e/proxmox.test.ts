@@ -361,6 +361,8 @@ describe('proxmox driver against a real sshd with stand-in qm/pvesm', () => {
         fleet: 'workers',
         target,
         deployQueue: kvmQueue,
+        // What cli/fleets.ts derives from the descriptor: prepareImage fetches this artifact.
+        artifactFormat: 'qcow2',
         hostnamePrefix: 'worker',
         authorizedKeys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHfake kubedos-test'],
         healthCheck: { type: 'readiness', timeout: 60_000, interval: 300, retries: 0 },

@@ -1,9 +1,43 @@
 /**
  * What several target drivers need around their substrate calls, in one place (drivers never
- * import one another): progress reports while a long step runs, and bounded concurrency over a
- * list.
+ * import one another): the node-id rule, progress reports while a long step runs, and bounded
+ * concurrency over a list.
  */
 import type { DriverContext } from './driver';
+
+/**
+ * Longest node id: a node id is a directory name on the host (qemu, hollow), so at most NAME_MAX
+ * bytes. nodeName() makes ids of up to 63 + 1 + 63 + 1 characters and the ordinal's digits.
+ */
+const MAX_NODE_ID = 255;
+/** Longest DNS label (RFC 1035). */
+const MAX_DNS_LABEL = 63;
+
+export interface NodeIdRule {
+  /**
+   * The id is also used as a DNS name (Proxmox VE's `qm create --name` has format `dns-name`):
+   * as node ids have no dots, that is one label of at most 63 characters. Longer ids (long
+   * platform and fleet names) are refused on such targets.
+   * @default false
+   */
+  dnsName?: boolean;
+}
+
+/**
+ * Refuse a node id before it becomes a directory name, a process marker or a VM name.
+ *
+ * Node ids are made by nodeName() in workflows/fleet-api.ts as `<platform>-<fleet>-<ordinal>`:
+ * platform and fleet names are DNS labels that start with a letter (NAME_PATTERN in
+ * src/platform/fields.ts), the ordinal is digits. So every node id is lowercase letters, digits
+ * and '-', starts with a letter, ends with a letter or digit, and has no dots (so no `..` and no
+ * hidden files). That is the rule: the strictest one every such id meets.
+ */
+export function checkNodeId(nodeId: string, rule: NodeIdRule = {}): void {
+  const max = rule.dnsName ? MAX_DNS_LABEL : MAX_NODE_ID;
+  if (!/^[a-z](?:[a-z0-9-]*[a-z0-9])?$/.test(nodeId) || nodeId.length > max) {
+    throw new TypeError(`invalid node id ${JSON.stringify(nodeId)}${rule.dnsName ? ` (here it names a VM: a DNS label of at most ${MAX_DNS_LABEL} characters)` : ''}`);
+  }
+}
 
 /**
  * How often a long step is reported again. Activities heartbeat from progress, and the create

@@ -50,7 +50,7 @@ import { ArtifactRequiredError, ConfigError, GuestAgentUnavailableError, NodeIma
 import { logger } from '../../log';
 import { proxmox, type ProxmoxTargetSpec } from './index';
 import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, OwnedNode, PreparedImage, TargetDriver } from '../driver';
-import { mapLimited, reporting } from '../driver-support';
+import { checkNodeId, mapLimited, reporting } from '../driver-support';
 import { commandStderr, SshHost, type TargetHost } from '../host';
 import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from '../identity';
 import { renderNocloud } from '../nocloud';
@@ -106,12 +106,8 @@ interface OwnedVm {
   config: Record<string, string>;
 }
 
-/** Node ids name VMs (`--name` is a DNS name on Proxmox) and files: keep them to that alphabet. */
-function checkNodeId(nodeId: string): void {
-  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(nodeId) || nodeId.length > 120) {
-    throw new TypeError(`invalid node id ${JSON.stringify(nodeId)} (a Proxmox VM name is a DNS name)`);
-  }
-}
+/** Node ids name VMs (`--name` is a DNS name on Proxmox) and files. */
+const NODE_ID_RULE = { dnsName: true } as const;
 
 interface HostFacts {
   snippetStorage: string;
@@ -256,7 +252,7 @@ export class ProxmoxDriver implements TargetDriver {
 
   /** vmid and hostname of a node, from memory or the host; TargetNodeNotFoundError when absent. */
   private async lookup(nodeId: string, ctx: DriverContext, action: string): Promise<{ vmid: number; hostname: string }> {
-    checkNodeId(nodeId);
+    checkNodeId(nodeId, NODE_ID_RULE);
     const cached = this.known.get(nodeId);
     if (cached) return cached;
     const [vm] = await this.findOwned(nodeId, ctx);
@@ -285,7 +281,7 @@ export class ProxmoxDriver implements TargetDriver {
 
   async create(request: CreateNodeRequest, ctx: DriverContext): Promise<PublicIdentity> {
     const { nodeId, labels, identity } = request;
-    checkNodeId(nodeId);
+    checkNodeId(nodeId, NODE_ID_RULE);
     if (!request.image.location.startsWith(`${this.imageDir}/`) || /[,\s]/.test(request.image.location)) {
       throw new TypeError(`image location ${JSON.stringify(request.image.location)} is not a prepared image of ${this.name}`);
     }
@@ -329,7 +325,7 @@ export class ProxmoxDriver implements TargetDriver {
   }
 
   async start(nodeId: string, ctx: DriverContext): Promise<void> {
-    checkNodeId(nodeId);
+    checkNodeId(nodeId, NODE_ID_RULE);
     // Ownership checked afresh (not from memory): `qm start` must never reach a VM that is not ours.
     const [vm] = await this.findOwned(nodeId, ctx);
     if (!vm) throw new TargetNodeNotFoundError(this.name, nodeId, 'start');
@@ -384,7 +380,7 @@ export class ProxmoxDriver implements TargetDriver {
   }
 
   async destroy(nodeId: string, ctx: DriverContext): Promise<void> {
-    checkNodeId(nodeId);
+    checkNodeId(nodeId, NODE_ID_RULE);
     const facts = await this.hostFacts(ctx);
     let owned = await this.findOwned(nodeId, ctx);
     // Renamed by hand? Ours are still recognised by their description.

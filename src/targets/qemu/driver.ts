@@ -38,7 +38,7 @@ import { logger } from '../../log';
 import { OVMF_CODE, OVMF_VARS, qemu, type QemuTargetSpec } from './index';
 import { sha256OfFile } from '../../store/transfer';
 import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../driver';
-import { reporting } from '../driver-support';
+import { checkNodeId, reporting } from '../driver-support';
 import { commandStderr, LocalHost, SshHost, type TargetHost } from '../host';
 import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from '../identity';
 import { writeNocloudSeed } from '../nocloud';
@@ -71,11 +71,6 @@ interface VmState {
 }
 
 type StoredIdentity = PublicIdentity & { nodeId: string; imageDigest: string };
-
-/** A node id is a directory name and part of a process marker: keep it to a safe alphabet. */
-function checkNodeId(nodeId: string): void {
-  if (!/^[a-z0-9][a-z0-9.-]{0,120}$/.test(nodeId) || nodeId.includes('..')) throw new TypeError(`invalid node id ${JSON.stringify(nodeId)}`);
-}
 
 /** A stable, locally administered MAC for a node (bridge networking). */
 export function nodeMac(nodeId: string): string {

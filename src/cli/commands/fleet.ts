@@ -23,6 +23,7 @@ import {
 import { ConfigError, SpecError } from '../../errors';
 import { POOLS } from '../../pools/pools';
 import { acceptedFormats, formatSpecError, loadSpec } from '../../platform';
+import { selectFleets } from '../../platform/fleets';
 import type { Spec } from '../../platform/types';
 import { closeStore, configuredStore } from '../../store/default';
 import { listPins, unpin } from '../../store/pins';
@@ -32,7 +33,7 @@ import { poolOfTarget } from '../../targets';
 import { workflowUiLink } from '../../temporal/connection';
 import { action, type GlobalOptions } from '../command';
 import { EXIT, type ExitCode } from '../exit-codes';
-import { findFleet, fleetSpecFromSpec, renderFleetStatus, rolloutStatus, runningFleets, selectFleets } from '../fleets';
+import { findFleet, fleetSpecFromSpec, renderFleetStatus, rolloutStatus, runningFleets } from '../fleets';
 import { buildProgress, stageRequests } from '../manufacture';
 import { colors as pc, note, printJson } from '../output';
 

@@ -25,7 +25,7 @@ import { POOLS } from '../../pools/pools';
 import { acceptedFormats, formatSpecError, loadSpec } from '../../platform';
 import { selectFleets } from '../../platform/fleets';
 import type { Spec } from '../../platform/types';
-import { closeStore, configuredStore } from '../../store/default';
+import { configuredStore, withStore } from '../../store/default';
 import { listPins, unpin } from '../../store/pins';
 import { connectClient } from '../../temporal/client';
 import { awaitPollers } from '../../temporal/pollers';
@@ -53,8 +53,7 @@ interface DeployOptions extends GlobalOptions {
  * manufactured and published there; hollow fleets need none, and run the staged plan's digest.
  */
 async function stageDeploy(specFile: string, spec: Spec, fleets: string[]): Promise<Omit<RollOutInput, 'startMissing'>> {
-  const store = configuredStore();
-  try {
+  return withStore(configuredStore(), async (store) => {
     const imageOf = (f: string) => spec.fleets[f]!.image;
     const needsBytes = (image: string) => fleets.some((f) => imageOf(f) === image && acceptedFormats(spec.targets[spec.fleets[f]!.target]!.type) !== 'any');
     const requests = await stageRequests(specFile, spec, store, { images: [...new Set(fleets.map(imageOf))] });
@@ -66,9 +65,7 @@ async function stageDeploy(specFile: string, spec: Spec, fleets: string[]): Prom
         fleets: fleets.filter((f) => imageOf(f) === r.image).map((f) => ({ fleet: f, spec: fleetSpecFromSpec(spec, f) })),
       })),
     };
-  } finally {
-    closeStore(store);
-  }
+  });
 }
 
 /**
@@ -212,13 +209,10 @@ async function deploy(specFile: string, opts: DeployOptions, mode: 'deploy' | 'u
 
 /** A fleet that is down runs nothing: its publications may be collected again. */
 async function unpinFleets(spec: Spec, fleets: string[]): Promise<void> {
-  const store = configuredStore();
-  try {
+  await withStore(configuredStore(), async (store) => {
     const reasons = new Set(fleets.map((f) => fleetPinReason(spec.metadata.name, f)));
     for (const p of await listPins(store)) if (reasons.has(p.reason)) await unpin(store, p.sha256, p.reason);
-  } finally {
-    closeStore(store);
-  }
+  });
 }
 
 async function down(specFile: string, opts: DeployOptions): Promise<ExitCode> {

@@ -35,7 +35,7 @@ import {
   type ScheduleOverrides,
 } from '../../platform/schedules';
 import type { Spec } from '../../platform/types';
-import { closeStore, configuredStore } from '../../store/default';
+import { configuredStore, withStore } from '../../store/default';
 import { connectClient } from '../../temporal/client';
 import type { ConnectionSettings } from '../../temporal/connection';
 import { action, type GlobalOptions } from '../command';
@@ -54,14 +54,11 @@ type ScheduleAction = ScheduleOptionsStartWorkflowAction<typeof rebuildHerd>;
 /** Stage each image's plan in the store and build the action's input: digests and names only. */
 async function stageHerd(specFile: string, spec: Spec, def: ScheduleDefinition): Promise<RebuildHerdInput> {
   const wanted = herdImages(spec, def);
-  const store = configuredStore();
-  try {
+  return withStore(configuredStore(), async (store) => {
     const requests = await stageRequests(specFile, spec, store, { images: wanted.map((w) => w.image) });
     const images: HerdImage[] = wanted.map((w) => ({ image: w.image, manufacture: requests.find((r) => r.image === w.image)!.input, fleets: w.fleets }));
     return { platform: def.platform, images };
-  } finally {
-    closeStore(store);
-  }
+  });
 }
 
 function scheduleAction(def: ScheduleDefinition, input: RebuildHerdInput): ScheduleAction {

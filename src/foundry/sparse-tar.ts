@@ -8,8 +8,7 @@
  */
 import * as fs from 'node:fs/promises';
 import { BuildFailedError } from '../errors';
-import { parseExtents, writeSequentially } from './files';
-import { dataExtents } from './tools/data-extents';
+import { fileDataExtents, writeSequentially } from './files';
 
 const BLOCK = 4096;
 const RECORD = 10240;
@@ -40,7 +39,7 @@ export async function sparseRegions(file: string, signal?: AbortSignal): Promise
   const fh = await fs.open(file, 'r');
   try {
     const { size } = await fh.stat();
-    const extents = parseExtents((await dataExtents(file, { signal })).stdout, size);
+    const extents = await fileDataExtents(file, size, signal);
     const regions: SparseRegion[] = [];
     const add = (start: number, end: number) => {
       const last = regions[regions.length - 1];

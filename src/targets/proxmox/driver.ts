@@ -211,19 +211,18 @@ export class ProxmoxDriver implements TargetDriver {
     return parseQmList((await this.run(qmListArgv(), ctx)).stdout);
   }
 
-  private async qmConfig(vmid: number, ctx: DriverContext): Promise<Record<string, string> | undefined> {
-    try {
-      return parseQmConfig((await this.run(qmConfigArgv(vmid), ctx)).stdout);
-    } catch (err) {
-      // Destroyed between `qm list` and now.
-      if (vmMissing(commandStderr(err) ?? '')) return undefined;
-      throw err;
-    }
+  private qmConfig(vmid: number, ctx: DriverContext): Promise<Record<string, string> | undefined> {
+    return this.ofVm(qmConfigArgv(vmid), parseQmConfig, ctx);
   }
 
-  private async qmStatus(vmid: number, ctx: DriverContext): Promise<string | undefined> {
+  private qmStatus(vmid: number, ctx: DriverContext): Promise<string | undefined> {
+    return this.ofVm(qmStatusArgv(vmid), parseQmStatus, ctx);
+  }
+
+  /** What a qm command about one VM printed, parsed; undefined when the VM is gone (destroyed between `qm list` and now). */
+  private async ofVm<T>(argv: readonly string[], parse: (stdout: string) => T | undefined, ctx: DriverContext): Promise<T | undefined> {
     try {
-      return parseQmStatus((await this.run(qmStatusArgv(vmid), ctx)).stdout);
+      return parse((await this.run(argv, ctx)).stdout);
     } catch (err) {
       if (vmMissing(commandStderr(err) ?? '')) return undefined;
       throw err;

@@ -10,6 +10,11 @@ import { dataExtents } from './tools/data-extents';
 const CHUNK = 4 * 1024 * 1024;
 const ZERO = Buffer.alloc(CHUNK);
 
+/** Write `chunk` (at most 4 MiB) at `position` unless it is all zeros, so a hole stays a hole. */
+export async function writeUnlessZero(out: fs.FileHandle, chunk: Buffer, position: number): Promise<void> {
+  if (!chunk.equals(ZERO.subarray(0, chunk.length))) await out.write(chunk, 0, chunk.length, position);
+}
+
 /**
  * Copy `src` into `dst` at `dstOffset` without writing all-zero chunks, so holes stay holes.
  * `dst` must exist and be sized (a sparse file made with `createSparseFile`).
@@ -23,8 +28,7 @@ export async function copySparse(src: string, dst: string, dstOffset = 0): Promi
     for (;;) {
       const { bytesRead } = await inp.read(buf, 0, CHUNK, pos);
       if (bytesRead === 0) break;
-      const chunk = buf.subarray(0, bytesRead);
-      if (!chunk.equals(ZERO.subarray(0, bytesRead))) await out.write(chunk, 0, bytesRead, dstOffset + pos);
+      await writeUnlessZero(out, buf.subarray(0, bytesRead), dstOffset + pos);
       pos += bytesRead;
     }
   } finally {
@@ -102,6 +106,11 @@ export function parseExtents(text: string, size: number): [number, number][] {
   return out;
 }
 
+/** The data extents of `file` (`size` bytes), `[start, end)` ascending, from SEEK_DATA/SEEK_HOLE. */
+export async function fileDataExtents(file: string, size: number, signal?: AbortSignal): Promise<[number, number][]> {
+  return parseExtents((await dataExtents(file, { signal })).stdout, size);
+}
+
 /**
  * sha256 of a sparse file without reading its holes: data extents (SEEK_DATA/SEEK_HOLE) are read,
  * holes are fed to the hash as zeros from memory. Reading a hole is not free: the kernel fills the
@@ -111,7 +120,7 @@ export async function sha256SparseFile(file: string, signal?: AbortSignal): Prom
   const fh = await fs.open(file, 'r');
   try {
     const { size } = await fh.stat();
-    const extents = parseExtents((await dataExtents(file, { signal })).stdout, size);
+    const extents = await fileDataExtents(file, size, signal);
     const hash = createHash('sha256');
     const buf = Buffer.allocUnsafe(HASH_CHUNK);
     let sinceYield = 0;

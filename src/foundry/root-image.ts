@@ -8,12 +8,10 @@ import * as path from 'node:path';
 import { BuildFailedError } from '../errors';
 import { sharedOnce, type BuildContext } from './context';
 import { diskLayout, layerIds } from './disk';
-import { createSparseFile, parseExtents } from './files';
-import { dataExtents } from './tools/data-extents';
+import { createSparseFile, fileDataExtents, writeUnlessZero } from './files';
 
 const SHARED_KEY = 'root-ext4';
 const CHUNK = 4 * 1024 * 1024;
-const ZERO = Buffer.alloc(CHUNK);
 
 /**
  * Copy `length` bytes of `src` from `offset` into a new sparse file `dst`: only the source's data
@@ -22,7 +20,7 @@ const ZERO = Buffer.alloc(CHUNK);
 export async function extractSparseRange(src: string, offset: number, length: number, dst: string, signal?: AbortSignal): Promise<void> {
   const { size } = await fs.stat(src);
   if (offset + length > size) throw new BuildFailedError(`${path.basename(src)}: range ${offset}+${length} extends past its end (${size})`);
-  const extents = parseExtents((await dataExtents(src, { signal })).stdout, size);
+  const extents = await fileDataExtents(src, size, signal);
   await createSparseFile(dst, length);
   const inp = await fs.open(src, 'r');
   const out = await fs.open(dst, 'r+');
@@ -34,8 +32,7 @@ export async function extractSparseRange(src: string, offset: number, length: nu
       while (pos < stop) {
         const { bytesRead } = await inp.read(buf, 0, Math.min(CHUNK, stop - pos), pos);
         if (bytesRead === 0) throw new BuildFailedError(`${path.basename(src)} shrank while being read`);
-        const chunk = buf.subarray(0, bytesRead);
-        if (!chunk.equals(ZERO.subarray(0, bytesRead))) await out.write(chunk, 0, bytesRead, pos - offset);
+        await writeUnlessZero(out, buf.subarray(0, bytesRead), pos - offset);
         pos += bytesRead;
       }
     }

@@ -8,8 +8,7 @@
  */
 import * as fs from 'node:fs/promises';
 import { BuildFailedError } from '../errors';
-import { parseExtents } from './files';
-import { dataExtents } from './tools/data-extents';
+import { fileDataExtents, writeSequentially } from './files';
 
 const BLOCK = 4096;
 const RECORD = 10240;
@@ -40,7 +39,7 @@ export async function sparseRegions(file: string, signal?: AbortSignal): Promise
   const fh = await fs.open(file, 'r');
   try {
     const { size } = await fh.stat();
-    const extents = parseExtents((await dataExtents(file, { signal })).stdout, size);
+    const extents = await fileDataExtents(file, size, signal);
     const regions: SparseRegion[] = [];
     const add = (start: number, end: number) => {
       const last = regions[regions.length - 1];
@@ -129,32 +128,27 @@ export function oldGnuSparseHeaders(name: string, size: number, regions: readonl
 export async function writeSparseTar(out: string, name: string, file: string, mtime: number, signal?: AbortSignal): Promise<{ regions: number; stored: number }> {
   const { size, regions } = await sparseRegions(file, signal);
   const inp = await fs.open(file, 'r');
-  const fh = await fs.open(out, 'w');
-  let pos = 0;
-  const put = async (b: Buffer) => {
-    await fh.write(b, 0, b.length, pos);
-    pos += b.length;
-  };
   let stored = 0;
   try {
-    for (const block of oldGnuSparseHeaders(name, size, regions, mtime)) await put(block);
-    const buf = Buffer.alloc(READ_CHUNK);
-    for (const [offset, length] of regions) {
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await inp.read(buf, 0, Math.min(READ_CHUNK, length - done), offset + done);
-        if (bytesRead === 0) throw new BuildFailedError(`${file} shrank while being archived`);
-        await put(buf.subarray(0, bytesRead));
-        done += bytesRead;
+    await writeSequentially(out, async (w) => {
+      for (const block of oldGnuSparseHeaders(name, size, regions, mtime)) await w.put(block);
+      const buf = Buffer.alloc(READ_CHUNK);
+      for (const [offset, length] of regions) {
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await inp.read(buf, 0, Math.min(READ_CHUNK, length - done), offset + done);
+          if (bytesRead === 0) throw new BuildFailedError(`${file} shrank while being archived`);
+          await w.put(buf.subarray(0, bytesRead));
+          done += bytesRead;
+        }
+        stored += length;
       }
-      stored += length;
-    }
-    if (pos % 512) await put(Buffer.alloc(512 - (pos % 512)));
-    await put(Buffer.alloc(1024));
-    if (pos % RECORD) await put(Buffer.alloc(RECORD - (pos % RECORD)));
+      if (w.position % 512) await w.put(Buffer.alloc(512 - (w.position % 512)));
+      await w.put(Buffer.alloc(1024));
+      if (w.position % RECORD) await w.put(Buffer.alloc(RECORD - (w.position % RECORD)));
+    });
   } finally {
     await inp.close();
-    await fh.close();
   }
   return { regions: regions.length, stored };
 }

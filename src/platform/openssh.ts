@@ -19,8 +19,8 @@ export const SHA256_FINGERPRINT_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
 
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
-/** The key type embedded in the base64 blob: a uint32 length, then the type name. */
-function embeddedType(blob: Buffer): string | undefined {
+/** The key type named inside a wire-format key blob (the base64 field: uint32 length, then the name), or undefined. */
+export function blobKeyType(blob: Buffer): string | undefined {
   if (blob.length < 4) return undefined;
   const length = blob.readUInt32BE(0);
   if (length === 0 || length > 64 || blob.length < 4 + length) return undefined;
@@ -35,7 +35,7 @@ export function sshPublicKeyProblem(line: string): string | undefined {
     return `not an OpenSSH public key: expected "<type> <base64> [comment]" with type one of ${SSH_KEY_TYPES.join(', ')}`;
   }
   if (!data || !BASE64.test(data)) return `not an OpenSSH public key: the key data after "${type}" is not base64`;
-  const inner = embeddedType(Buffer.from(data, 'base64'));
+  const inner = blobKeyType(Buffer.from(data, 'base64'));
   if (inner !== type) return `not an OpenSSH public key: the data encodes ${inner ? `a "${inner}"` : 'no'} key, not "${type}" (truncated or mislabelled?)`;
   return undefined;
 }

@@ -5,6 +5,9 @@
 import { createHash } from 'node:crypto';
 import { sshPublicKeyProblem } from '../platform/openssh';
 
+// The spec check reads the key type out of a blob too, so it is defined there, once.
+export { blobKeyType } from '../platform/openssh';
+
 /** A parsed OpenSSH public key line `type base64 [comment]`. */
 export interface PublicKey {
   readonly type: string;
@@ -19,14 +22,6 @@ export function parsePublicKey(line: string): PublicKey {
   if (problem) throw new TypeError(problem);
   const [type, data, ...comment] = line.trim().split(/\s+/) as [string, string, ...string[]];
   return { type, blob: Buffer.from(data, 'base64'), comment: comment.length > 0 ? comment.join(' ') : undefined };
-}
-
-/** The key type named inside a wire-format key blob (uint32 length, then the name), or undefined. */
-export function blobKeyType(blob: Buffer): string | undefined {
-  if (blob.length < 4) return undefined;
-  const length = blob.readUInt32BE(0);
-  if (length === 0 || length > 64 || blob.length < 4 + length) return undefined;
-  return blob.subarray(4, 4 + length).toString('latin1');
 }
 
 /**

@@ -24,6 +24,15 @@ export function closeStore(store: ArtifactStore): void {
   if (store instanceof S3Store) store.destroy();
 }
 
+/** Run `fn` with `store`, then release the store's connections (closeStore), whatever happens. */
+export async function withStore<T>(store: ArtifactStore, fn: (store: ArtifactStore) => Promise<T>): Promise<T> {
+  try {
+    return await fn(store);
+  } finally {
+    closeStore(store);
+  }
+}
+
 export function defaultBuildDirs(): { cacheDir: string; debCacheDir: string; workDir: string } {
   const home = stateDir();
   return {

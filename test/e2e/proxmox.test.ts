@@ -22,15 +22,10 @@ import type { TargetOf } from '../../src/platform/types';
 import type { CreateNodeRequest, NodeLabels, PreparedImage } from '../../src/targets/driver';
 import { generateIdentity, publicPart } from '../../src/targets/identity';
 import { createDriver } from '../../src/targets';
-import {
-  decodeDescription,
-  encodeDescription,
-  parseQmConfig,
-  parseQmList,
-  ProxmoxDriver,
-  qmCreateArgv,
-  type VmRecord,
-} from '../../src/targets/proxmox/driver';
+import { qmCreateArgv } from '../../src/targets/proxmox/argv';
+import { ProxmoxDriver } from '../../src/targets/proxmox/driver';
+import { parseQmConfig, parseQmList } from '../../src/targets/proxmox/parse';
+import { decodeDescription, encodeDescription, type VmRecord } from '../../src/targets/proxmox/record';
 import { fleetWorkflowId, teardownSignal, type FleetInput } from '../../workflows/fleet-api';
 import { readyCount, waitForStatus } from '../support/fleet';
 import { injectionCorpus } from '../support/injection-corpus';

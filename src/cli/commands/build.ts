@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { BuildImageResult } from '../../../activities/build';
 import { ConfigError, SpecError } from '../../errors';
 import { formatSpecError, loadSpec } from '../../platform';
-import { closeStore, configuredStore } from '../../store/default';
+import { configuredStore, withStore } from '../../store/default';
 import { parseDigest } from '../../store/pins';
 import type { ArtifactStore } from '../../store/store';
 import { withTrustedSigners } from '../../store/trust';
@@ -48,16 +48,6 @@ function renderResults(results: BuildImageResult[]): string {
   );
 }
 
-/** Run `fn` with the configured store (S3 or local), closing its connections afterwards. */
-async function withConfiguredStore<T>(fn: (store: ArtifactStore) => Promise<T>): Promise<T> {
-  const store = configuredStore();
-  try {
-    return await fn(store);
-  } finally {
-    closeStore(store);
-  }
-}
-
 /**
  * Put each artifact into dir under its file name, atomically: linked (or copied) from the local
  * store, or downloaded and verified from a remote one.
@@ -91,7 +81,7 @@ async function localCopy(store: ArtifactStore, sha256: string, dir: string): Pro
 async function verifyStoredArtifact(opts: GlobalOptions & VerifyArtifactCliOptions): Promise<void> {
   const sha256 = parseDigest(opts.artifact!, '--artifact');
   const manifest = opts.manifest === undefined ? undefined : parseDigest(opts.manifest, '--manifest');
-  await withConfiguredStore((store) =>
+  await withStore(configuredStore(), (store) =>
     withTrustedSigners({ allowedSigners: opts.allowedSigners }, async (trust) => {
       const ok = await verifyArtifact(store, sha256, { allowedSigners: trust.file, manifest, ref: opts.ref });
       const at = ok.artifact;
@@ -160,7 +150,7 @@ export function registerBuild(program: Command): void {
     .option('--json', 'print the manifests as JSON on stdout')
     .action(
       action(async (specFile: string, opts: GlobalOptions & { image?: string[]; format?: string[]; out?: string }) => {
-        const results = await withConfiguredStore(async (store) => {
+        const results = await withStore(configuredStore(), async (store) => {
           const built = await manufactureFromSpec(specFile, store, { images: opts.image, formats: opts.format, json: opts.json });
           if (opts.out) await exportArtifacts(built, opts.out, store);
           return built;
@@ -180,7 +170,7 @@ export function registerBuild(program: Command): void {
     .option('--json', 'print the lock digests as JSON')
     .action(
       action(async (specFile: string, opts: GlobalOptions & { image?: string[]; update?: boolean }) => {
-        const results = await withConfiguredStore((store) =>
+        const results = await withStore(configuredStore(), (store) =>
           manufactureFromSpec(specFile, store, { images: opts.image, ignoreLock: opts.update, formats: ['raw'], json: opts.json }),
         );
         const rows = results.map((r) => ({ image: r.image, lockDigest: r.lockDigest }));
@@ -224,7 +214,7 @@ export function registerBuild(program: Command): void {
         }
         const image = opts.image;
         const base = { images: [image], formats: opts.format, json: opts.json };
-        const rows = await withConfiguredStore(async (store) => {
+        const rows = await withStore(configuredStore(), async (store) => {
           const [recorded] = await manufactureFromSpec(specFile, store, base);
           const [rebuilt] = await manufactureFromSpec(specFile, store, { ...base, scratch: true });
           const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'kubedos-verify-'));

@@ -23,8 +23,9 @@ import {
 import { ConfigError, SpecError } from '../../errors';
 import { POOLS } from '../../pools/pools';
 import { acceptedFormats, formatSpecError, loadSpec } from '../../platform';
+import { selectFleets } from '../../platform/fleets';
 import type { Spec } from '../../platform/types';
-import { closeStore, configuredStore } from '../../store/default';
+import { configuredStore, withStore } from '../../store/default';
 import { listPins, unpin } from '../../store/pins';
 import { connectClient } from '../../temporal/client';
 import { awaitPollers } from '../../temporal/pollers';
@@ -32,7 +33,7 @@ import { poolOfTarget } from '../../targets';
 import { workflowUiLink } from '../../temporal/connection';
 import { action, type GlobalOptions } from '../command';
 import { EXIT, type ExitCode } from '../exit-codes';
-import { findFleet, fleetSpecFromSpec, renderFleetStatus, rolloutStatus, runningFleets, selectFleets } from '../fleets';
+import { findFleet, fleetSpecFromSpec, renderFleetStatus, rolloutStatus, runningFleets } from '../fleets';
 import { buildProgress, stageRequests } from '../manufacture';
 import { colors as pc, note, printJson } from '../output';
 
@@ -52,8 +53,7 @@ interface DeployOptions extends GlobalOptions {
  * manufactured and published there; hollow fleets need none, and run the staged plan's digest.
  */
 async function stageDeploy(specFile: string, spec: Spec, fleets: string[]): Promise<Omit<RollOutInput, 'startMissing'>> {
-  const store = configuredStore();
-  try {
+  return withStore(configuredStore(), async (store) => {
     const imageOf = (f: string) => spec.fleets[f]!.image;
     const needsBytes = (image: string) => fleets.some((f) => imageOf(f) === image && acceptedFormats(spec.targets[spec.fleets[f]!.target]!.type) !== 'any');
     const requests = await stageRequests(specFile, spec, store, { images: [...new Set(fleets.map(imageOf))] });
@@ -65,9 +65,7 @@ async function stageDeploy(specFile: string, spec: Spec, fleets: string[]): Prom
         fleets: fleets.filter((f) => imageOf(f) === r.image).map((f) => ({ fleet: f, spec: fleetSpecFromSpec(spec, f) })),
       })),
     };
-  } finally {
-    closeStore(store);
-  }
+  });
 }
 
 /**
@@ -211,13 +209,10 @@ async function deploy(specFile: string, opts: DeployOptions, mode: 'deploy' | 'u
 
 /** A fleet that is down runs nothing: its publications may be collected again. */
 async function unpinFleets(spec: Spec, fleets: string[]): Promise<void> {
-  const store = configuredStore();
-  try {
+  await withStore(configuredStore(), async (store) => {
     const reasons = new Set(fleets.map((f) => fleetPinReason(spec.metadata.name, f)));
     for (const p of await listPins(store)) if (reasons.has(p.reason)) await unpin(store, p.sha256, p.reason);
-  } finally {
-    closeStore(store);
-  }
+  });
 }
 
 async function down(specFile: string, opts: DeployOptions): Promise<ExitCode> {

@@ -24,105 +24,41 @@ import type { HerdImage, RebuildHerdInput, rebuildHerd } from '../../../workflow
 import { ConfigError, SpecError } from '../../errors';
 import { POOLS } from '../../pools/pools';
 import { formatSpecError, loadSpec } from '../../platform';
-import { cronProblem } from '../../platform/cron';
-import type { ScheduleSpec, Spec } from '../../platform/types';
-import { closeStore, configuredStore } from '../../store/default';
+import {
+  CRON_HINT,
+  herdImages,
+  parseScheduleId,
+  scheduleDefinition,
+  scheduledWorkflowId,
+  scheduleId,
+  type ScheduleDefinition,
+  type ScheduleOverrides,
+} from '../../platform/schedules';
+import type { Spec } from '../../platform/types';
+import { configuredStore, withStore } from '../../store/default';
 import { connectClient } from '../../temporal/client';
 import type { ConnectionSettings } from '../../temporal/connection';
 import { action, type GlobalOptions } from '../command';
 import { EXIT, type ExitCode } from '../exit-codes';
-import { selectFleets } from '../fleets';
 import { stageRequests } from '../manufacture';
 import { colors as pc, printJson, renderTable } from '../output';
 
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 const specErrorDetail = (err: unknown) => (err instanceof SpecError ? formatSpecError(err) : undefined);
-const CRON_HINT = 'five fields: minute hour day-of-month month day-of-week, e.g. --cron "0 3 * * *" (03:00 every day)';
-
-/** Id of a platform's schedule: `schedule/<platform>/<name>`. */
-export function scheduleId(platform: string, name: string): string {
-  return `schedule/${platform}/${name}`;
-}
-
-/** Workflow id prefix of the runs a schedule starts (Temporal appends the scheduled time). */
-export function scheduledWorkflowId(platform: string, name: string): string {
-  return `rebuild-herd/${platform}/${name}`;
-}
 
 /** How long after its time a missed run (the server was down) still happens. */
 const CATCHUP_WINDOW = '1 day';
 
 type ScheduleAction = ScheduleOptionsStartWorkflowAction<typeof rebuildHerd>;
 
-/** A schedule as the spec and the command line define it. */
-export interface ScheduleDefinition {
-  platform: string;
-  name: string;
-  cron: string;
-  timezone: string;
-  action: ScheduleSpec['action'];
-  fleets: string[];
-  paused: boolean;
-}
-
-function checkCron(cron: string, option: string): void {
-  const problem = cronProblem(cron);
-  if (problem) throw new ConfigError(`${option}: ${problem}`, CRON_HINT);
-}
-
-function checkTimezone(zone: string, option: string): void {
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: zone });
-  } catch {
-    throw new ConfigError(`${option}: unknown time zone "${zone}"`, 'an IANA name such as UTC or Europe/Berlin');
-  }
-}
-
-/** The spec's schedule `name`, with command-line overrides, checked. */
-export function scheduleDefinition(spec: Spec, name: string, overrides: { cron?: string; timezone?: string; fleets?: string[]; paused?: boolean } = {}): ScheduleDefinition {
-  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(name)) throw new ConfigError(`schedule name "${name}" is not a DNS label`, 'lower-case letters, digits and dashes, e.g. nightly');
-  const entry = spec.schedules[name];
-  const cron = overrides.cron ?? entry?.cron;
-  if (!cron) {
-    const known = Object.keys(spec.schedules);
-    throw new ConfigError(
-      `the spec defines no schedule "${name}", so --cron is needed`,
-      `give --cron "0 3 * * *"${known.length ? `, or use one of the spec's schedules: ${known.join(', ')}` : ', or add it under schedules: in the spec'}`,
-    );
-  }
-  if (overrides.cron !== undefined) checkCron(overrides.cron, '--cron');
-  const timezone = overrides.timezone ?? entry?.timezone ?? 'UTC';
-  if (overrides.timezone !== undefined) checkTimezone(overrides.timezone, '--timezone');
-  const scheduleAction = entry?.action ?? 'rebuildHerd';
-  if (scheduleAction === 'rollout') {
-    throw new ConfigError(
-      `schedules.${name}.action: "rollout" (roll out without rebuilding) is not supported yet`,
-      'use action: rebuildHerd: a build whose inputs did not change is found and reused, so only what changed is rebuilt',
-    );
-  }
-  const fleets = [...(overrides.fleets ?? entry?.fleets ?? Object.keys(spec.fleets).sort())];
-  if (fleets.length) selectFleets(spec, fleets);
-  else if (scheduleAction === 'rebuildHerd') throw new ConfigError(`schedule ${name} acts on no fleets: the spec defines none`, 'add fleets: to the spec, or use action: build');
-  return { platform: spec.metadata.name, name, cron, timezone, action: scheduleAction, fleets, paused: overrides.paused || entry?.paused || false };
-}
-
-/** The images a schedule manufactures, and the fleets each then rolls onto (none for `build`). */
-export function herdImages(spec: Spec, def: ScheduleDefinition): { image: string; fleets: string[] }[] {
-  const images = def.fleets.length ? [...new Set(def.fleets.map((f) => spec.fleets[f]!.image))].sort() : Object.keys(spec.images).sort();
-  return images.map((image) => ({ image, fleets: def.action === 'build' ? [] : def.fleets.filter((f) => spec.fleets[f]!.image === image) }));
-}
-
 /** Stage each image's plan in the store and build the action's input: digests and names only. */
 async function stageHerd(specFile: string, spec: Spec, def: ScheduleDefinition): Promise<RebuildHerdInput> {
   const wanted = herdImages(spec, def);
-  const store = configuredStore();
-  try {
+  return withStore(configuredStore(), async (store) => {
     const requests = await stageRequests(specFile, spec, store, { images: wanted.map((w) => w.image) });
     const images: HerdImage[] = wanted.map((w) => ({ image: w.image, manufacture: requests.find((r) => r.image === w.image)!.input, fleets: w.fleets }));
     return { platform: def.platform, images };
-  } finally {
-    closeStore(store);
-  }
+  });
 }
 
 function scheduleAction(def: ScheduleDefinition, input: RebuildHerdInput): ScheduleAction {
@@ -194,7 +130,7 @@ interface Applied {
   ui?: string;
 }
 
-async function applySchedules(specFile: string, names: string[] | undefined, overrides: Parameters<typeof scheduleDefinition>[2], opts: GlobalOptions, mode: 'create' | 'apply'): Promise<ExitCode> {
+async function applySchedules(specFile: string, names: string[] | undefined, overrides: ScheduleOverrides, opts: GlobalOptions, mode: 'create' | 'apply'): Promise<ExitCode> {
   const spec = await loadSpec(specFile);
   const wanted = names ?? Object.keys(spec.schedules);
   if (!wanted.length) throw new ConfigError(`${specFile}: the spec defines no schedules`, 'add a schedules: section (e.g. nightly: {cron: "0 3 * * *"}), or use `kubedos schedule create NAME --spec SPEC --cron …`');
@@ -274,11 +210,6 @@ export function describeWhen(spec: ScheduleSpecDescription | undefined): string 
   return parts.join(' | ') || '(no times)';
 }
 
-function platformAndName(id: string): { platform: string; name: string } | undefined {
-  const m = /^schedule\/([^/]+)\/([^/]+)$/.exec(id);
-  return m ? { platform: m[1]!, name: m[2]! } : undefined;
-}
-
 /** A schedule by `PLATFORM/NAME`, its full id, or its name alone when exactly one platform has it. */
 async function findSchedule(client: Client, ref: string): Promise<ScheduleHandle> {
   if (ref.startsWith('schedule/')) return client.schedule.getHandle(ref);
@@ -287,7 +218,7 @@ async function findSchedule(client: Client, ref: string): Promise<ScheduleHandle
     return client.schedule.getHandle(scheduleId(platform, name));
   }
   const ids: string[] = [];
-  for await (const s of client.schedule.list()) if (platformAndName(s.scheduleId)?.name === ref) ids.push(s.scheduleId);
+  for await (const s of client.schedule.list()) if (parseScheduleId(s.scheduleId)?.name === ref) ids.push(s.scheduleId);
   if (ids.length === 0) throw new ConfigError(`no schedule named "${ref}"`, '`kubedos schedule list` shows the schedules; `kubedos schedule apply SPEC` creates those of a spec');
   if (ids.length > 1) throw new ConfigError(`several schedules are named "${ref}": ${ids.join(', ')}`, 'name it as PLATFORM/NAME');
   return client.schedule.getHandle(ids[0]!);
@@ -313,7 +244,7 @@ interface ScheduleListRow {
 }
 
 function listRow(s: ScheduleSummary): ScheduleListRow {
-  const pn = platformAndName(s.scheduleId);
+  const pn = parseScheduleId(s.scheduleId);
   return {
     schedule: pn ? `${pn.platform}/${pn.name}` : s.scheduleId,
     id: s.scheduleId,
@@ -333,7 +264,7 @@ async function listSchedules(opts: GlobalOptions & { all?: boolean }): Promise<E
   const { client, close } = await connectClient();
   try {
     const rows: ScheduleListRow[] = [];
-    for await (const s of client.schedule.list()) if (opts.all || platformAndName(s.scheduleId)) rows.push(listRow(s));
+    for await (const s of client.schedule.list()) if (opts.all || parseScheduleId(s.scheduleId)) rows.push(listRow(s));
     rows.sort((a, b) => a.schedule.localeCompare(b.schedule));
     if (opts.json) {
       printJson({ schedules: rows });
@@ -357,7 +288,7 @@ async function listSchedules(opts: GlobalOptions & { all?: boolean }): Promise<E
 
 /** What `describe` reports: the schedule, what it runs (the staged digests), and its runs. */
 export function describeSchedule(d: ScheduleDescription): Record<string, unknown> {
-  const pn = platformAndName(d.scheduleId);
+  const pn = parseScheduleId(d.scheduleId);
   const act = d.action as { type: string; workflowType?: string; taskQueue?: string; workflowId?: string; args?: unknown[] };
   const input = act.args?.[0] as RebuildHerdInput | undefined;
   return {

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors';
 import { parseDuration } from '../../platform/quantities';
-import { closeStore, configuredStore, defaultStore } from '../../store/default';
+import { configuredStore, defaultStore, withStore } from '../../store/default';
 import { gc } from '../../store/gc';
 import { describeRefs } from '../../store/inventory';
 import { listPins, pin, unpin } from '../../store/pins';
@@ -25,15 +25,8 @@ interface StoreOptions extends GlobalOptions {
 const short = (sha256: string) => sha256.slice(0, 16);
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
-/** Open the store a command acts on, run it, close the store's connections. */
-async function withStore<T>(opts: StoreOptions, fn: (store: ArtifactStore) => Promise<T>): Promise<T> {
-  const store = opts.local ? defaultStore() : configuredStore();
-  try {
-    return await fn(store);
-  } finally {
-    closeStore(store);
-  }
-}
+/** The store a command acts on: the configured one, or the local one with --local. */
+const storeOf = (opts: StoreOptions): ArtifactStore => (opts.local ? defaultStore() : configuredStore());
 
 function graceMs(text: string): number {
   const ms = parseDuration(text);
@@ -56,7 +49,7 @@ export function registerStore(program: Command): void {
     .option('--json', 'print the refs as JSON')
     .action(
       action(async (opts: StoreOptions & { prefix?: string; all?: boolean }) =>
-        withStore(opts, async (s) => {
+        withStore(storeOf(opts), async (s) => {
           const entries = await describeRefs(s, { prefix: opts.prefix, signatures: opts.all });
           if (opts.json) printJson({ store: s.location, refs: entries });
           else {
@@ -93,7 +86,7 @@ export function registerStore(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(
       action(async (opts: StoreOptions & { dryRun?: boolean; grace: string }) =>
-        withStore(opts, async (s) => {
+        withStore(storeOf(opts), async (s) => {
           const result = await gc(s, { dryRun: Boolean(opts.dryRun), minAgeMs: graceMs(opts.grace), caches: GC_CACHE_PREFIXES });
           if (opts.json) {
             printJson({ store: s.location, ...result, removedBlobs: result.removedBlobs.map((b) => ({ sha256: b.sha256, size: b.size })) });
@@ -121,7 +114,7 @@ export function registerStore(program: Command): void {
     .option('--json', 'print the pin as JSON')
     .action(
       action(async (digest: string, opts: GlobalOptions & { reason: string }) =>
-        withStore({}, async (s) => {
+        withStore(configuredStore(), async (s) => {
           const p = await pin(s, digest, opts.reason);
           if (opts.json) printJson({ store: s.location, pin: p });
           else process.stdout.write(`pinned sha256:${p.sha256} as ${p.ref}\n`);
@@ -138,7 +131,7 @@ export function registerStore(program: Command): void {
     .option('--json', 'print the removed pins as JSON')
     .action(
       action(async (digest: string, opts: GlobalOptions & { reason?: string }) =>
-        withStore({}, async (s) => {
+        withStore(configuredStore(), async (s) => {
           const gone = await unpin(s, digest, opts.reason);
           if (opts.json) printJson({ store: s.location, removed: gone });
           else if (gone.length === 0) note(`no pin of sha256:${digest.replace(/^sha256:/, '')}${opts.reason ? ` with reason ${opts.reason}` : ''} in ${s.location}`);
@@ -154,7 +147,7 @@ export function registerStore(program: Command): void {
     .option('--json', 'print the pins as JSON')
     .action(
       action(async (opts: GlobalOptions) =>
-        withStore({}, async (s) => {
+        withStore(configuredStore(), async (s) => {
           const pins = await listPins(s);
           if (opts.json) printJson({ store: s.location, pins });
           else process.stdout.write(`${renderTable(['DIGEST', 'REASON', 'REF'], pins.map((p) => [p.sha256, p.reason, p.ref]))}\n`);

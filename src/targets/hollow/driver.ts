@@ -17,6 +17,7 @@ import { NodeAddressUnknownError, NodeImageConflictError, TargetNodeNotFoundErro
 import { isOurProcess, spawnDaemon, stopProcess } from '../../exec/daemon';
 import type { HollowTargetSpec } from './index';
 import type { CreateNodeRequest, DriverEnvironment, NodeAddress, NodeLabels, OwnedNode, TargetDriver } from '../driver';
+import { checkNodeId } from '../driver-support';
 import { publicPart, type PublicIdentity } from '../identity';
 
 const BINARY = 'kubedos-hollow-node';
@@ -43,11 +44,6 @@ async function readJson<T>(file: string): Promise<T | undefined> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-}
-
-/** A node id is used as a directory name and a process marker: keep it to a safe alphabet. */
-function checkNodeId(nodeId: string): void {
-  if (!/^[a-z0-9][a-z0-9.-]{0,120}$/.test(nodeId)) throw new TypeError(`invalid node id ${JSON.stringify(nodeId)}`);
 }
 
 function getJson(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {

@@ -40,15 +40,37 @@
  * - list: in-range VMs whose tag and description say they are ours, with their labels.
  *
  * The SSH user must be root (qm and pvesm are root tools; `import-from` a path is root@pam only).
+ *
+ * The file by job: ./argv.ts (qm and pvesm command lines), ./parse.ts (their output),
+ * ./record.ts (tags and the description record), ./console-reader.ts (the perl reader and its
+ * lifecycle), ./vmid.ts (VM-id allocation); this file drives them.
  */
 import path from 'node:path';
-import { ArtifactRequiredError, ConfigError, GuestAgentUnavailableError, NodeImageConflictError, KubedosError, NodeNotRunningError, NotOwnedVmError, TargetNodeNotFoundError, VmidRangeExhaustedError } from '../../errors';
+import { ArtifactRequiredError, ConfigError, GuestAgentUnavailableError, NodeImageConflictError, KubedosError, NodeNotRunningError, NotOwnedVmError, TargetNodeNotFoundError } from '../../errors';
 import { logger } from '../../log';
 import { proxmox, type ProxmoxTargetSpec } from './index';
-import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../driver';
+import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, OwnedNode, PreparedImage, TargetDriver } from '../driver';
+import { checkNodeId, mapLimited, reporting } from '../driver-support';
 import { commandStderr, SshHost, type TargetHost } from '../host';
 import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from '../identity';
 import { renderNocloud } from '../nocloud';
+import {
+  pvesmPathArgv,
+  pvesmStatusArgv,
+  qmConfigArgv,
+  qmCreateArgv,
+  qmDestroyArgv,
+  qmGuestInterfacesArgv,
+  qmListArgv,
+  qmStartArgv,
+  qmStatusArgv,
+  qmStopArgv,
+  type QmCreateOptions,
+} from './argv';
+import { ConsoleReaders } from './console-reader';
+import { guestIpv4, parsePvesmStatus, parseQmConfig, parseQmList, parseQmStatus, vmMissing, type QmListEntry } from './parse';
+import { decodeDescription, encodeDescription, KUBEDOS_TAG, tagsOf, vmTags, type VmRecord } from './record';
+import { VmidAllocator } from './vmid';
 
 const MiB = 1024 * 1024;
 
@@ -56,14 +78,8 @@ const MiB = 1024 * 1024;
 export const QEMU_SERVER_RUN_DIR = '/var/run/qemu-server';
 /** Where prepared images are uploaded on the Proxmox host. */
 export const DEFAULT_IMAGE_DIR = '/var/lib/vz/template/kubedos';
-/** The tag every KubeDos VM carries (the description record is the proof; the tag is for people and filters). */
-export const KUBEDOS_TAG = 'kubedos';
 
 const TIMEOUT = { quick: 60_000, start: 300_000, create: 30 * 60_000 } as const;
-/** How long the console reader waits for QEMU to create the serial socket. */
-const SERIAL_WAIT_SECONDS = 300;
-/** Heartbeat period during long remote commands (the create activity's heartbeat timeout is 20 s). */
-const HEARTBEAT_MS = 5_000;
 
 export interface ProxmoxDriverOptions {
   /** The host to work on. @default an SSH host from `spec.ssh` */
@@ -81,21 +97,6 @@ export interface ProxmoxDriverOptions {
   serialSocketDir?: string;
 }
 
-/** What the description of a KubeDos VM records: the proof of ownership, and the node's public identity. */
-export interface VmRecord {
-  kubedos: 1;
-  nodeId: string;
-  labels: NodeLabels;
-  identity: PublicIdentity;
-}
-
-/** One line of `qm list`. */
-export interface QmListEntry {
-  vmid: number;
-  name: string;
-  status: string;
-}
-
 /** A VM of ours, as found on the host. */
 interface OwnedVm {
   vmid: number;
@@ -105,241 +106,8 @@ interface OwnedVm {
   config: Record<string, string>;
 }
 
-// ---------------------------------------------------------------------------------------------
-// argv builders and output parsers (pure)
-
-export interface QmCreateOptions {
-  vmid: number;
-  name: string;
-  memoryMiB: number;
-  cores: number;
-  /** Storage for the disks and the cloud-init drive. */
-  storage: string;
-  bridge: string;
-  /** Absolute path of the prepared image on the host. */
-  image: string;
-  tags: string;
-  description: string;
-  /** SMBIOS UUID (the machine-id). */
-  uuid: string;
-  /** Volume ids of the NoCloud snippets. */
-  cloudInit: { user: string; meta: string };
-}
-
-/** The one `qm create` of a node (see the file comment for what each option is for). */
-export function qmCreateArgv(o: QmCreateOptions): string[] {
-  return [
-    'qm', 'create', String(o.vmid),
-    '--name', o.name,
-    '--tags', o.tags,
-    '--description', o.description,
-    '--ostype', 'l26',
-    '--machine', 'q35',
-    '--bios', 'ovmf',
-    // The size of an EFI vars disk is ignored (the 4 MiB OVMF template is copied); no Secure Boot keys.
-    '--efidisk0', `${o.storage}:1,efitype=4m,pre-enrolled-keys=0`,
-    '--cores', String(o.cores),
-    '--memory', String(o.memoryMiB),
-    '--scsihw', 'virtio-scsi-pci',
-    '--scsi0', `${o.storage}:0,import-from=${o.image}`,
-    '--boot', 'order=scsi0',
-    '--net0', `virtio,bridge=${o.bridge}`,
-    '--serial0', 'socket',
-    '--vga', 'serial0',
-    '--agent', 'enabled=1',
-    '--smbios1', `uuid=${o.uuid}`,
-    '--ide2', `${o.storage}:cloudinit`,
-    '--citype', 'nocloud',
-    '--cicustom', `user=${o.cloudInit.user},meta=${o.cloudInit.meta}`,
-    '--ipconfig0', 'ip=dhcp',
-  ];
-}
-
-export function qmDestroyArgv(vmid: number, skiplock: boolean): string[] {
-  return ['qm', 'destroy', String(vmid), '--purge', '1', '--destroy-unreferenced-disks', '1', ...(skiplock ? ['--skiplock', '1'] : [])];
-}
-
-export function qmStopArgv(vmid: number, skiplock: boolean): string[] {
-  return ['qm', 'stop', String(vmid), ...(skiplock ? ['--skiplock', '1'] : [])];
-}
-
-/**
- * `qm list`: `%10s %-20s %-10s %-10s %12.2f %-10s` of VMID NAME STATUS MEM(MB) BOOTDISK(GB) PID.
- * The name may be empty or hold spaces (`VM 123`), so it is what lies between the id and the
- * last four columns.
- */
-export function parseQmList(text: string): QmListEntry[] {
-  const entries: QmListEntry[] = [];
-  for (const line of text.split('\n')) {
-    const words = line.trim().split(/\s+/);
-    if (words.length < 5 || !/^\d+$/.test(words[0]!)) continue; // header, blank
-    entries.push({ vmid: Number(words[0]), name: words.slice(1, -4).join(' '), status: words[words.length - 4]! });
-  }
-  return entries;
-}
-
-/** `qm config`: `key: value` lines (the description percent-encoded, see decodeDescription). */
-export function parseQmConfig(text: string): Record<string, string> {
-  const config: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const m = /^([a-z][a-z0-9_-]*): ?(.*)$/.exec(line);
-    if (m) config[m[1]!] = m[2]!;
-  }
-  return config;
-}
-
-/** `pvesm status`: Name Type Status Total Used Available %. */
-export function parsePvesmStatus(text: string): Array<{ name: string; type: string; active: boolean }> {
-  return text
-    .split('\n')
-    .slice(1)
-    .map((l) => l.trim().split(/\s+/))
-    .filter((w) => w.length >= 3 && w[0] !== '')
-    .map((w) => ({ name: w[0]!, type: w[1]!, active: w[2] === 'active' }));
-}
-
-/**
- * The description of a VM: its record as one line of JSON. `qm config` prints descriptions
- * through PVE::Tools::encode_text, which percent-encodes control, non-ASCII bytes and `:` but
- * leaves `%` alone; so no literal `%` is written (JSON's `\u0025` instead) and decoding is exact.
- */
-export function encodeDescription(record: VmRecord): string {
-  return JSON.stringify(record).replace(/%/g, '\\u0025');
-}
-
-/** The record in a description as `qm config` prints it; undefined when it is not one of ours. */
-export function decodeDescription(printed: string | undefined): VmRecord | undefined {
-  if (!printed) return undefined;
-  const bytes: number[] = [];
-  for (let i = 0; i < printed.length; i++) {
-    const m = printed[i] === '%' ? /^[0-9A-Fa-f]{2}$/.exec(printed.slice(i + 1, i + 3)) : null;
-    if (m) {
-      bytes.push(parseInt(m[0], 16));
-      i += 2;
-    } else {
-      bytes.push(...Buffer.from(printed[i]!, 'utf8'));
-    }
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(bytes).toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  const r = value as Partial<VmRecord> | null;
-  const labels = r?.labels as Partial<NodeLabels> | undefined;
-  const identity = r?.identity as Partial<PublicIdentity> | undefined;
-  if (!r || r.kubedos !== 1 || typeof r.nodeId !== 'string' || !labels || !identity) return undefined;
-  if (typeof labels.platform !== 'string' || typeof labels.fleet !== 'string' || typeof labels.generation !== 'number') return undefined;
-  if (typeof labels.image !== 'string' || typeof labels.imageDigest !== 'string') return undefined;
-  if (typeof identity.hostname !== 'string' || typeof identity.machineId !== 'string' || typeof identity.hostKeyPublic !== 'string') return undefined;
-  return r as VmRecord;
-}
-
-/** Tags of a config (`;`, `,` or space separated), lowercase. */
-export function tagsOf(value: string | undefined): string[] {
-  return (value ?? '').split(/[;, ]+/).filter(Boolean).map((t) => t.toLowerCase());
-}
-
-/** A value as a Proxmox tag (`[a-z0-9_][a-z0-9_+.-]*`): other characters become `_`. */
-export function proxmoxTag(value: string): string {
-  const t = value.toLowerCase().replace(/[^a-z0-9_+.-]/g, '_');
-  return /^[a-z0-9_]/.test(t) ? t : `_${t}`;
-}
-
-export function vmTags(labels: NodeLabels): string {
-  return [KUBEDOS_TAG, `platform-${proxmoxTag(labels.platform)}`, `fleet-${proxmoxTag(labels.fleet)}`, `gen-${labels.generation}`].join(';');
-}
-
-/** The guest's first global IPv4 from `qm guest cmd <vmid> network-get-interfaces`. */
-export function guestIpv4(output: string): string | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(output);
-  } catch {
-    return undefined;
-  }
-  const list = Array.isArray(parsed) ? parsed : (parsed as { result?: unknown })?.result;
-  if (!Array.isArray(list)) return undefined;
-  for (const iface of list as Array<{ name?: string; 'ip-addresses'?: Array<{ 'ip-address'?: string; 'ip-address-type'?: string }> }>) {
-    if (iface.name === 'lo') continue;
-    for (const a of iface['ip-addresses'] ?? []) {
-      const ip = a['ip-address'];
-      if (a['ip-address-type'] === 'ipv4' && ip && !/^(127\.|169\.254\.)/.test(ip)) return ip;
-    }
-  }
-  return undefined;
-}
-
-/** `qm create` refused the id because it is taken (here, by a racing create, or on another node). */
-export function vmidTaken(stderr: string): boolean {
-  return /\b(VM|CT) \d+ already exists|config file already exists/.test(stderr);
-}
-
-/**
- * The console reader started before `qm start` (argv: socket log pidfile hostname wait-seconds).
- * It forks: the parent writes the child's pid to the pid file, prints it and exits; the child
- * leaves the SSH session (setsid, stdio on /dev/null), connects as soon as QEMU creates the
- * socket, appends everything to the log and exits after the readiness line (or when QEMU
- * closes the socket; or at once when the log already has the line). Constant text: the values
- * are arguments, never spliced in.
- */
-export const CONSOLE_READER = String.raw`use strict; use warnings; use IO::Socket::UNIX; use POSIX ();
-my ($socket, $log, $pidfile, $want, $wait) = @ARGV;
-my $pid = fork(); die "fork: $!\n" unless defined $pid;
-if ($pid) {
-  open(my $p, '>', "$pidfile.tmp") or die "$pidfile.tmp: $!\n"; print $p "$pid\n"; close($p);
-  rename("$pidfile.tmp", $pidfile) or die "$pidfile: $!\n"; print "$pid\n"; exit 0;
-}
-POSIX::setsid();
-open(STDIN, '<', '/dev/null'); open(STDOUT, '>', '/dev/null'); open(STDERR, '>', '/dev/null');
-my $ready = qr/kubedos: ready \Q$want\E[\r\n]/;
-if (open(my $in, '<', $log)) { local $/; my $seen = <$in>; close($in); if (defined($seen) && $seen =~ $ready) { unlink($pidfile); exit 0; } }
-my $deadline = time() + $wait; my $s;
-until ($s = IO::Socket::UNIX->new(Peer => $socket)) { exit 3 if time() > $deadline; select(undef, undef, undef, 0.05); }
-open(my $out, '>>', $log) or exit 4; $out->autoflush(1);
-my $tail = '';
-while (1) {
-  my $n = sysread($s, my $buf, 4096); last if !$n;
-  print $out $buf; $tail = substr($tail . $buf, -8192);
-  last if $tail =~ $ready;
-}
-close($s); close($out); unlink($pidfile); exit 0;
-`;
-
-// ---------------------------------------------------------------------------------------------
-
-/** Node ids name VMs (`--name` is a DNS name on Proxmox) and files: keep them to that alphabet. */
-function checkNodeId(nodeId: string): void {
-  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(nodeId) || nodeId.length > 120) {
-    throw new TypeError(`invalid node id ${JSON.stringify(nodeId)} (a Proxmox VM name is a DNS name)`);
-  }
-}
-
-/** Repeat `ctx.progress` while `work` runs, so activities keep heartbeating through long commands. */
-async function withProgress<T>(ctx: DriverContext, step: string, work: Promise<T>): Promise<T> {
-  ctx.progress?.({ step });
-  const timer = setInterval(() => ctx.progress?.({ step }), HEARTBEAT_MS);
-  try {
-    return await work;
-  } finally {
-    clearInterval(timer);
-  }
-}
-
-/** At most `limit` of `fn` at once, results in order. */
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
+/** Node ids name VMs (`--name` is a DNS name on Proxmox) and files. */
+const NODE_ID_RULE = { dnsName: true } as const;
 
 interface HostFacts {
   snippetStorage: string;
@@ -355,10 +123,8 @@ export class ProxmoxDriver implements TargetDriver {
   private readonly serialDir: string;
   private readonly snippetStorageOption?: string;
   private facts?: Promise<HostFacts>;
-  /** VM ids a create of this driver is trying right now. */
-  private readonly reserved = new Set<number>();
-  /** VM ids `qm create` refused as existing although `qm list` did not show them: used on other cluster nodes. */
-  private readonly usedElsewhere = new Set<number>();
+  private readonly vmids: VmidAllocator;
+  private readonly consoles: ConsoleReaders;
   /** node id → vmid and hostname, once seen as ours: for read-only polling (readiness, address); start, stop and destroy look afresh. */
   private readonly known = new Map<string, { vmid: number; hostname: string }>();
 
@@ -382,14 +148,8 @@ export class ProxmoxDriver implements TargetDriver {
     for (const dir of [this.imageDir, this.stateDir, this.serialDir]) {
       if (!/^\/[A-Za-z0-9._/-]*$/.test(dir)) throw new ConfigError(`${where}: host directory ${JSON.stringify(dir)} must be an absolute path of [A-Za-z0-9._/-]`);
     }
-  }
-
-  private get range(): readonly [number, number] {
-    return this.spec.vmidRange;
-  }
-
-  private inRange(vmid: number): boolean {
-    return Number.isInteger(vmid) && vmid >= this.range[0] && vmid <= this.range[1];
+    this.vmids = new VmidAllocator(name, spec.vmidRange);
+    this.consoles = new ConsoleReaders(this.host, this.stateDir, this.serialDir, (argv, ctx) => this.run(argv, ctx));
   }
 
   private run(argv: readonly string[], ctx: DriverContext, timeoutMs: number = TIMEOUT.quick) {
@@ -414,8 +174,8 @@ export class ProxmoxDriver implements TargetDriver {
     try {
       [uname, images, snippets] = await Promise.all([
         this.run(['uname', '-n'], ctx).then((r) => r.stdout),
-        this.run(['pvesm', 'status', '--content', 'images'], ctx).then((r) => r.stdout),
-        this.run(['pvesm', 'status', '--content', 'snippets'], ctx).then((r) => r.stdout),
+        this.run(pvesmStatusArgv('images'), ctx).then((r) => r.stdout),
+        this.run(pvesmStatusArgv('snippets'), ctx).then((r) => r.stdout),
       ]);
     } catch (err) {
       if (/not found|No such file/i.test(commandStderr(err) ?? '')) {
@@ -439,7 +199,7 @@ export class ProxmoxDriver implements TargetDriver {
         'enable the content type on a directory storage, e.g. `pvesm set local --content iso,vztmpl,backup,snippets`',
       );
     }
-    const probe = (await this.run(['pvesm', 'path', `${snippetStorage}:snippets/kubedos-probe.yaml`], ctx)).stdout.trim();
+    const probe = (await this.run(pvesmPathArgv(`${snippetStorage}:snippets/kubedos-probe.yaml`), ctx)).stdout.trim();
     if (!probe.startsWith('/')) throw new KubedosError(`${where}: pvesm path gave ${JSON.stringify(probe)} for a snippet, not a file path`);
     const snippetDir = path.posix.dirname(probe);
     await this.host.mkdir(snippetDir, 0o755);
@@ -448,38 +208,37 @@ export class ProxmoxDriver implements TargetDriver {
   }
 
   private async qmList(ctx: DriverContext): Promise<QmListEntry[]> {
-    return parseQmList((await this.run(['qm', 'list'], ctx)).stdout);
+    return parseQmList((await this.run(qmListArgv(), ctx)).stdout);
   }
 
-  private async qmConfig(vmid: number, ctx: DriverContext): Promise<Record<string, string> | undefined> {
-    try {
-      return parseQmConfig((await this.run(['qm', 'config', String(vmid)], ctx)).stdout);
-    } catch (err) {
-      // Destroyed between `qm list` and now.
-      if (/does not exist/.test(commandStderr(err) ?? '')) return undefined;
-      throw err;
-    }
+  private qmConfig(vmid: number, ctx: DriverContext): Promise<Record<string, string> | undefined> {
+    return this.ofVm(qmConfigArgv(vmid), parseQmConfig, ctx);
   }
 
-  private async qmStatus(vmid: number, ctx: DriverContext): Promise<string | undefined> {
+  private qmStatus(vmid: number, ctx: DriverContext): Promise<string | undefined> {
+    return this.ofVm(qmStatusArgv(vmid), parseQmStatus, ctx);
+  }
+
+  /** What a qm command about one VM printed, parsed; undefined when the VM is gone (destroyed between `qm list` and now). */
+  private async ofVm<T>(argv: readonly string[], parse: (stdout: string) => T | undefined, ctx: DriverContext): Promise<T | undefined> {
     try {
-      return /status:\s*(\S+)/.exec((await this.run(['qm', 'status', String(vmid)], ctx)).stdout)?.[1];
+      return parse((await this.run(argv, ctx)).stdout);
     } catch (err) {
-      if (/does not exist/.test(commandStderr(err) ?? '')) return undefined;
+      if (vmMissing(commandStderr(err) ?? '')) return undefined;
       throw err;
     }
   }
 
   /** The record of a VM when, and only when, it is ours (see the file comment). */
   private ownedRecord(vmid: number, config: Record<string, string> | undefined): VmRecord | undefined {
-    if (!config || !this.inRange(vmid) || !tagsOf(config.tags).includes(KUBEDOS_TAG)) return undefined;
+    if (!config || !this.vmids.inRange(vmid) || !tagsOf(config.tags).includes(KUBEDOS_TAG)) return undefined;
     return decodeDescription(config.description);
   }
 
   /** Our VMs for a node id (normally one; two only after a create was lost mid-flight and retried). */
   private async findOwned(nodeId: string, ctx: DriverContext, options: { scanAll?: boolean; listed?: QmListEntry[] } = {}): Promise<OwnedVm[]> {
     const listed = options.listed ?? (await this.qmList(ctx));
-    const candidates = listed.filter((v) => this.inRange(v.vmid) && (options.scanAll || v.name === nodeId));
+    const candidates = listed.filter((v) => this.vmids.inRange(v.vmid) && (options.scanAll || v.name === nodeId));
     const found: OwnedVm[] = [];
     for (const v of candidates) {
       const config = await this.qmConfig(v.vmid, ctx);
@@ -492,20 +251,12 @@ export class ProxmoxDriver implements TargetDriver {
 
   /** vmid and hostname of a node, from memory or the host; TargetNodeNotFoundError when absent. */
   private async lookup(nodeId: string, ctx: DriverContext, action: string): Promise<{ vmid: number; hostname: string }> {
-    checkNodeId(nodeId);
+    checkNodeId(nodeId, NODE_ID_RULE);
     const cached = this.known.get(nodeId);
     if (cached) return cached;
     const [vm] = await this.findOwned(nodeId, ctx);
     if (!vm) throw new TargetNodeNotFoundError(this.name, nodeId, action);
     return { vmid: vm.vmid, hostname: vm.record.identity.hostname };
-  }
-
-  private consoleLog(nodeId: string): string {
-    return path.posix.join(this.stateDir, 'console', `${nodeId}.log`);
-  }
-
-  private consolePid(nodeId: string): string {
-    return path.posix.join(this.stateDir, 'console', `${nodeId}.pid`);
   }
 
   /** Snippet file names of a node carry its machine-id: each identity attempt has its own files. */
@@ -529,7 +280,7 @@ export class ProxmoxDriver implements TargetDriver {
 
   async create(request: CreateNodeRequest, ctx: DriverContext): Promise<PublicIdentity> {
     const { nodeId, labels, identity } = request;
-    checkNodeId(nodeId);
+    checkNodeId(nodeId, NODE_ID_RULE);
     if (!request.image.location.startsWith(`${this.imageDir}/`) || /[,\s]/.test(request.image.location)) {
       throw new TypeError(`image location ${JSON.stringify(request.image.location)} is not a prepared image of ${this.name}`);
     }
@@ -552,7 +303,7 @@ export class ProxmoxDriver implements TargetDriver {
     await this.host.writeFile(path.posix.join(facts.snippetDir, names.meta), seed['meta-data'], 0o600);
 
     const record: VmRecord = { kubedos: 1, nodeId, labels, identity: publicPart(identity) };
-    const base = {
+    const base: Omit<QmCreateOptions, 'vmid'> = {
       name: nodeId,
       memoryMiB: Math.floor(this.spec.memory / MiB),
       cores: this.spec.cpus,
@@ -564,103 +315,45 @@ export class ProxmoxDriver implements TargetDriver {
       uuid: machineIdUuid(identity.machineId),
       cloudInit: { user: `${facts.snippetStorage}:snippets/${names.user}`, meta: `${facts.snippetStorage}:snippets/${names.meta}` },
     };
-    const vmid = await this.createInRange(base, listed, ctx);
+    const vmid = await this.vmids.allocate(nodeId, listed, async (id) => {
+      await reporting(ctx, `qm create ${id} (${nodeId}: import disk)`, () => this.run(qmCreateArgv({ ...base, vmid: id }), ctx, TIMEOUT.create));
+    }, () => this.qmList(ctx));
     this.known.set(nodeId, { vmid, hostname: identity.hostname });
     logger.info({ target: this.name, nodeId, vmid }, 'proxmox vm created');
     return publicPart(identity);
   }
 
-  /** `qm create` on the lowest free id of the range, moving on when the id turns out to be taken. */
-  private async createInRange(base: Omit<QmCreateOptions, 'vmid'>, vms: readonly QmListEntry[], ctx: DriverContext): Promise<number> {
-    const [low, high] = this.range;
-    const listed = new Set(vms.map((v) => v.vmid));
-    let collisions = 0;
-    for (let vmid = low; vmid <= high; vmid++) {
-      if (listed.has(vmid) || this.reserved.has(vmid) || this.usedElsewhere.has(vmid)) continue;
-      this.reserved.add(vmid);
-      try {
-        await withProgress(ctx, `qm create ${vmid} (${base.name}: import disk)`, this.run(qmCreateArgv({ ...base, vmid }), ctx, TIMEOUT.create));
-        return vmid;
-      } catch (err) {
-        if (!vmidTaken(commandStderr(err) ?? '')) throw err;
-        collisions++;
-        if (!(await this.qmList(ctx)).some((v) => v.vmid === vmid)) this.usedElsewhere.add(vmid);
-        logger.debug({ target: this.name, vmid, nodeId: base.name }, 'vmid taken meanwhile; trying the next one');
-      } finally {
-        this.reserved.delete(vmid);
-      }
-    }
-    throw new VmidRangeExhaustedError(this.name, low, high, collisions);
-  }
-
   async start(nodeId: string, ctx: DriverContext): Promise<void> {
-    checkNodeId(nodeId);
+    checkNodeId(nodeId, NODE_ID_RULE);
     // Ownership checked afresh (not from memory): `qm start` must never reach a VM that is not ours.
     const [vm] = await this.findOwned(nodeId, ctx);
     if (!vm) throw new TargetNodeNotFoundError(this.name, nodeId, 'start');
     const { vmid, status } = vm;
     const { hostname } = vm.record.identity;
-    await this.host.mkdir(path.posix.join(this.stateDir, 'console'), 0o700);
+    await this.consoles.makeDir();
     if (status !== 'stopped') {
       // A retried start: the VM runs (or is paused, prelaunch…); keep (or restore) a reader until readiness went by.
-      if (!consoleReady(await this.readConsole(nodeId), hostname)) await this.ensureReader(nodeId, vmid, hostname, ctx);
+      if (!consoleReady(await this.consoles.read(nodeId), hostname)) await this.consoles.ensure(nodeId, vmid, hostname, ctx);
       return;
     }
     // A console from an earlier run must not report readiness for this one.
-    await this.stopReader(nodeId);
-    await this.host.remove(this.consoleLog(nodeId));
-    await this.startReader(nodeId, vmid, hostname, ctx);
+    await this.consoles.stop(nodeId);
+    await this.host.remove(this.consoles.logOf(nodeId));
+    await this.consoles.start(nodeId, vmid, hostname, ctx);
     try {
-      await withProgress(ctx, `qm start ${vmid}`, this.run(['qm', 'start', String(vmid)], ctx, TIMEOUT.start));
+      await reporting(ctx, `qm start ${vmid}`, () => this.run(qmStartArgv(vmid), ctx, TIMEOUT.start));
     } catch (err) {
-      await this.stopReader(nodeId);
+      await this.consoles.stop(nodeId);
       throw err;
     }
     logger.info({ target: this.name, nodeId, vmid }, 'proxmox vm started');
-  }
-
-  private async readConsole(nodeId: string): Promise<string> {
-    return (await this.host.readFile(this.consoleLog(nodeId)))?.toString('utf8') ?? '';
-  }
-
-  /**
-   * Make sure a console reader runs while readiness has not been seen; true when it has been
-   * after all (a reader that just exited did so because the line went by: read the log again).
-   */
-  private async ensureReader(nodeId: string, vmid: number, hostname: string, ctx: DriverContext): Promise<boolean> {
-    if (await this.readerRunning(nodeId)) return false;
-    if (consoleReady(await this.readConsole(nodeId), hostname)) return true;
-    await this.startReader(nodeId, vmid, hostname, ctx);
-    return false;
-  }
-
-  private async readerPid(nodeId: string): Promise<number | undefined> {
-    const pid = Number((await this.host.readFile(this.consolePid(nodeId)))?.toString('utf8').trim() ?? '0');
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  }
-
-  private async readerRunning(nodeId: string): Promise<boolean> {
-    const pid = await this.readerPid(nodeId);
-    return pid !== undefined && (await this.host.isRunning(pid, this.consoleLog(nodeId)));
-  }
-
-  private async startReader(nodeId: string, vmid: number, hostname: string, ctx: DriverContext): Promise<void> {
-    const socket = path.posix.join(this.serialDir, `${vmid}.serial0`);
-    await this.run(['perl', '-e', CONSOLE_READER, socket, this.consoleLog(nodeId), this.consolePid(nodeId), hostname, String(SERIAL_WAIT_SECONDS)], ctx);
-  }
-
-  private async stopReader(nodeId: string): Promise<void> {
-    const pid = await this.readerPid(nodeId);
-    if (pid === undefined) return;
-    await this.host.stop(pid, this.consoleLog(nodeId), 5_000);
-    await this.host.remove(this.consolePid(nodeId));
   }
 
   async address(nodeId: string, ctx: DriverContext): Promise<NodeAddress> {
     const { vmid } = await this.lookup(nodeId, ctx, 'locate');
     let output: string;
     try {
-      output = (await this.run(['qm', 'guest', 'cmd', String(vmid), 'network-get-interfaces'], ctx)).stdout;
+      output = (await this.run(qmGuestInterfacesArgv(vmid), ctx)).stdout;
     } catch (err) {
       const stderr = commandStderr(err) ?? '';
       if (/guest agent|not running/i.test(stderr)) throw new GuestAgentUnavailableError(nodeId, this.name, stderr.trim());
@@ -674,7 +367,7 @@ export class ProxmoxDriver implements TargetDriver {
   /** Whether the console showed the readiness line; a VM that stopped before it is an error. */
   async readiness(nodeId: string, ctx: DriverContext): Promise<boolean> {
     const { vmid, hostname } = await this.lookup(nodeId, ctx, 'check');
-    const log = await this.readConsole(nodeId);
+    const log = await this.consoles.read(nodeId);
     if (consoleReady(log, hostname)) return true;
     const status = await this.qmStatus(vmid, ctx);
     if (status === undefined || status === 'stopped') {
@@ -682,36 +375,36 @@ export class ProxmoxDriver implements TargetDriver {
       throw new NodeNotRunningError(nodeId, this.name, log.trimEnd().split('\n').slice(-15).join('\n'));
     }
     // A reader that died (killed by hand, a host reboot) is restarted: late, but a slow boot is still seen.
-    return this.ensureReader(nodeId, vmid, hostname, ctx);
+    return this.consoles.ensure(nodeId, vmid, hostname, ctx);
   }
 
   async destroy(nodeId: string, ctx: DriverContext): Promise<void> {
-    checkNodeId(nodeId);
+    checkNodeId(nodeId, NODE_ID_RULE);
     const facts = await this.hostFacts(ctx);
     let owned = await this.findOwned(nodeId, ctx);
     // Renamed by hand? Ours are still recognised by their description.
     if (owned.length === 0) owned = await this.findOwned(nodeId, ctx, { scanAll: true });
     for (const vm of owned) await this.destroyVm(vm, nodeId, ctx);
     this.known.delete(nodeId);
-    await this.stopReader(nodeId);
+    await this.consoles.stop(nodeId);
     const prefix = `kubedos-${nodeId}-`;
     const snippets = (await this.host.readdir(facts.snippetDir))
       .filter((file) => file.startsWith(prefix) && /^[0-9a-f]{12}\.(user|meta)\.yaml$/.test(file.slice(prefix.length)))
       .map((file) => path.posix.join(facts.snippetDir, file));
-    await this.run(['rm', '-f', '--', this.consoleLog(nodeId), ...snippets], ctx);
+    await this.run(['rm', '-f', '--', this.consoles.logOf(nodeId), ...snippets], ctx);
   }
 
   /** Stop and destroy one VM; the ownership check is repeated right here, where it matters. */
   private async destroyVm({ vmid, status, config }: OwnedVm, nodeId: string, ctx: DriverContext): Promise<void> {
     if (this.ownedRecord(vmid, config)?.nodeId !== nodeId) throw new NotOwnedVmError(this.name, vmid, nodeId);
     const locked = config.lock !== undefined;
-    if (status !== 'stopped') await withProgress(ctx, `qm stop ${vmid}`, this.run(qmStopArgv(vmid, locked), ctx, TIMEOUT.start));
-    await withProgress(ctx, `qm destroy ${vmid}`, this.run(qmDestroyArgv(vmid, locked), ctx, TIMEOUT.start));
+    if (status !== 'stopped') await reporting(ctx, `qm stop ${vmid}`, () => this.run(qmStopArgv(vmid, locked), ctx, TIMEOUT.start));
+    await reporting(ctx, `qm destroy ${vmid}`, () => this.run(qmDestroyArgv(vmid, locked), ctx, TIMEOUT.start));
     logger.info({ target: this.name, nodeId, vmid }, 'proxmox vm destroyed');
   }
 
   async list(filter: { platform?: string; fleet?: string }, ctx: DriverContext): Promise<OwnedNode[]> {
-    const vms = (await this.qmList(ctx)).filter((v) => this.inRange(v.vmid));
+    const vms = (await this.qmList(ctx)).filter((v) => this.vmids.inRange(v.vmid));
     const found = await mapLimited(vms, 4, async (v) => {
       const record = this.ownedRecord(v.vmid, await this.qmConfig(v.vmid, ctx));
       return record ? { record, running: v.status !== 'stopped' } : undefined;

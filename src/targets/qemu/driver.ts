@@ -38,11 +38,11 @@ import { logger } from '../../log';
 import { OVMF_CODE, OVMF_VARS, qemu, type QemuTargetSpec } from './index';
 import { sha256OfFile } from '../../store/transfer';
 import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../driver';
+import { checkNodeId, reporting } from '../driver-support';
 import { commandStderr, LocalHost, SshHost, type TargetHost } from '../host';
 import { consoleReady, machineIdUuid, publicPart, type PublicIdentity } from '../identity';
 import { writeNocloudSeed } from '../nocloud';
 import { QmpClient } from './qmp';
-
 
 const MiB = 1024 * 1024;
 /** unix socket paths are limited to 108 bytes (sun_path); leave a margin. */
@@ -72,29 +72,10 @@ interface VmState {
 
 type StoredIdentity = PublicIdentity & { nodeId: string; imageDigest: string };
 
-/** A node id is a directory name and part of a process marker: keep it to a safe alphabet. */
-function checkNodeId(nodeId: string): void {
-  if (!/^[a-z0-9][a-z0-9.-]{0,120}$/.test(nodeId) || nodeId.includes('..')) throw new TypeError(`invalid node id ${JSON.stringify(nodeId)}`);
-}
-
 /** A stable, locally administered MAC for a node (bridge networking). */
 export function nodeMac(nodeId: string): string {
   const h = createHash('sha256').update(`mac:${nodeId}`).digest();
   return ['52', '54', '00', ...[...h.subarray(0, 3)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
-}
-
-/**
- * Run `fn`, reporting `step` at once and every few seconds until it settles: activities heartbeat
- * from progress, and a step over SSH on a loaded host may take longer than a heartbeat timeout.
- */
-async function reporting<T>(ctx: DriverContext, step: string, fn: () => Promise<T>): Promise<T> {
-  ctx.progress?.({ step });
-  const timer = setInterval(() => ctx.progress?.({ step }), 5_000);
-  try {
-    return await fn();
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 /** The base images a linked clone can sit on: the formats the descriptor accepts. */

@@ -1,0 +1,71 @@
+/**
+ * What several target drivers need around their substrate calls, in one place (drivers never
+ * import one another): the node-id rule, progress reports while a long step runs, and bounded
+ * concurrency over a list.
+ */
+import type { DriverContext } from './driver';
+
+/**
+ * Longest node id: a node id is a directory name on the host (qemu, hollow), so at most NAME_MAX
+ * bytes. nodeName() makes ids of up to 63 + 1 + 63 + 1 characters and the ordinal's digits.
+ */
+const MAX_NODE_ID = 255;
+/** Longest DNS label (RFC 1035). */
+const MAX_DNS_LABEL = 63;
+
+export interface NodeIdRule {
+  /**
+   * The id is also used as a DNS name (Proxmox VE's `qm create --name` has format `dns-name`):
+   * as node ids have no dots, that is one label of at most 63 characters. Longer ids (long
+   * platform and fleet names) are refused on such targets.
+   * @default false
+   */
+  dnsName?: boolean;
+}
+
+/**
+ * Refuse a node id before it becomes a directory name, a process marker or a VM name.
+ *
+ * Node ids are made by nodeName() in workflows/fleet-api.ts as `<platform>-<fleet>-<ordinal>`:
+ * platform and fleet names are DNS labels that start with a letter (NAME_PATTERN in
+ * src/platform/fields.ts), the ordinal is digits. So every node id is lowercase letters, digits
+ * and '-', starts with a letter, ends with a letter or digit, and has no dots (so no `..` and no
+ * hidden files). That is the rule: the strictest one every such id meets.
+ */
+export function checkNodeId(nodeId: string, rule: NodeIdRule = {}): void {
+  const max = rule.dnsName ? MAX_DNS_LABEL : MAX_NODE_ID;
+  if (!/^[a-z](?:[a-z0-9-]*[a-z0-9])?$/.test(nodeId) || nodeId.length > max) {
+    throw new TypeError(`invalid node id ${JSON.stringify(nodeId)}${rule.dnsName ? ` (here it names a VM: a DNS label of at most ${MAX_DNS_LABEL} characters)` : ''}`);
+  }
+}
+
+/**
+ * How often a long step is reported again. Activities heartbeat from progress, and the create
+ * activity's heartbeat timeout is 20 s: a step over SSH on a loaded host may take much longer.
+ */
+const PROGRESS_INTERVAL_MS = 5_000;
+
+/** Run `fn`, reporting `step` at once and every few seconds until it settles. */
+export async function reporting<T>(ctx: DriverContext, step: string, fn: () => Promise<T>): Promise<T> {
+  ctx.progress?.({ step });
+  const timer = setInterval(() => ctx.progress?.({ step }), PROGRESS_INTERVAL_MS);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** `fn` over `items`, at most `limit` at once; the results in the order of `items`. */
+export async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}

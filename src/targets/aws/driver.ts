@@ -209,11 +209,11 @@ export class AwsDriver implements TargetDriver {
     if (!found) throw new TargetNodeNotFoundError(this.name, nodeId, 'check');
     const state = found.instance.State?.Name;
     const consoleLog = await this.consoleOutput(found.instance.InstanceId!, ctx);
-    if (consoleReady(consoleLog, found.node.identity.hostname)) return true;
     if (state !== 'pending' && state !== 'running') {
+      // Stopped or terminated (by hand, a spot reclaim, a failed health check elsewhere): never ready again.
       throw new NodeNotRunningError(nodeId, `${this.name} (${found.instance.InstanceId} ${state}${found.instance.StateReason?.Message ? `: ${found.instance.StateReason.Message}` : ''})`, consoleLog.trimEnd().split('\n').slice(-15).join('\n'));
     }
-    return false;
+    return consoleReady(consoleLog, found.node.identity.hostname);
   }
 
   /** The instance's serial console so far (empty until EC2 has some). */

@@ -108,16 +108,19 @@ if [ "\${KUBEDOS_IMDS_NO_LINK:-}" != 1 ]; then
   done
   [ -n "$iface" ] || fail "no network interface to reach IMDS on"
   ip link set dev "$iface" up
+  how="its address"
   if ! has_ipv4 && command -v systemctl > /dev/null; then
     # The image's own DHCP (systemd-networkd), started early; it would start anyway.
+    how="a DHCP lease"
     systemctl start --no-block systemd-networkd.service 2> /dev/null || true
     for _ in $(seq 1 40); do has_ipv4 && break; sleep 0.5; done
   fi
   if ! has_ipv4; then
+    how="a link-local address"
     if ip addr add ${EC2_FALLBACK_ADDRESS} dev "$iface" 2>/dev/null; then added=${EC2_FALLBACK_ADDRESS}; fi
     ip route replace "$addr/32" dev "$iface"
   fi
-  say "asking IMDS at $addr on $iface"
+  say "asking IMDS at $addr on $iface with $how (\${SECONDS}s)"
 fi
 
 request() { timeout 5 "$0" --request "$@"; }
@@ -143,7 +146,7 @@ printf "instance-id: '%s'\\n" "$iid" > "$work/seed/meta-data"
 rc=0
 request GET /latest/user-data "$work/seed/user-data" "$auth" || rc=$?
 if [ "$rc" = 4 ]; then rm -f "$work/seed/user-data"; elif [ "$rc" != 0 ]; then fail "cannot read /latest/user-data from IMDS"; fi
-say "instance $iid\${ipv4:+ at $ipv4}: read meta-data$([ -f "$work/seed/user-data" ] && echo ' and user-data')"
+say "instance $iid\${ipv4:+ at $ipv4}: read meta-data$([ -f "$work/seed/user-data" ] && echo ' and user-data') (\${SECONDS}s)"
 
 KUBEDOS_CIDATA_DIR=$work/seed "$here/10-nocloud"
 `;

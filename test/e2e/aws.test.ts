@@ -32,7 +32,9 @@ import {
 import { CreateBucketCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Worker } from '@temporalio/worker';
 import { AwsCredentialsError, AwsImportFailedError, AwsInvalidRequestError, AwsUnavailableError, CancelledError } from '../../src/errors';
-import { loadSpec } from '../../src/platform';
+import { stringify } from 'yaml';
+import { pruneFleetImages, renderPrune } from '../../src/cli/prune-images';
+import { loadSpec, parseSpec } from '../../src/platform';
 import { aws, type AwsTargetSpec } from '../../src/targets/aws';
 import { AwsDriver, runToken } from '../../src/targets/aws/driver';
 import { importToken } from '../../src/targets/aws/import';
@@ -516,10 +518,21 @@ describe('through the fleet workflow (dev server; the cloud worker a process of 
     expect(await liveOf('kubedos:platform', platform)).toEqual([]);
     expect((await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'tag:kubedos:platform', Values: [platform] }] }))).Volumes).toEqual([]);
 
-    // kubedos down --prune-images: the AMI and its snapshot go (nothing runs them any more).
-    const pruned = await d.pruneImages({});
-    expect(pruned.kept).toEqual([]);
-    expect(pruned.removed).toEqual([expect.stringMatching(/^AMI ami-/), expect.stringMatching(/^snapshot snap-/)]);
+    // kubedos down --prune-images (its module, on the spec a user wrote): the AMI and its snapshot go.
+    const userSpec = parseSpec(
+      stringify({
+        apiVersion: 'kubedos.dev/v1alpha1',
+        kind: 'Platform',
+        metadata: { name: platform },
+        images: { 'kubedos-test': { outputs: ['ami'] } },
+        targets: { [targetName]: { type: 'aws', region: REGION, subnet, securityGroups: [defaultGroup], importBucket: BUCKET, tags: { team: 'platform' } } },
+        fleets: { web: { image: 'kubedos-test', target: targetName, replicas: 3 } },
+      }),
+      'kubedos.yaml',
+    );
+    const pruned = await pruneFleetImages(userSpec, ['web']);
+    expect(pruned).toEqual([{ target: targetName, removed: [expect.stringMatching(/^AMI ami-/), expect.stringMatching(/^snapshot snap-/)], kept: [] }]);
+    expect(renderPrune(pruned)).toEqual([expect.stringMatching(new RegExp(`^${targetName}: removed AMI ami-`)), expect.stringMatching(new RegExp(`^${targetName}: removed snapshot snap-`))]);
     const owned = [{ Name: 'tag:kubedos:target', Values: [targetName] }];
     expect((await ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: owned }))).Images).toEqual([]);
     expect((await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: owned }))).Snapshots).toEqual([]);

@@ -100,25 +100,33 @@ trap cleanup EXIT
 has_ipv4() { [ -n "$(ip -4 -o addr show dev "$iface" scope global 2>/dev/null)" ]; }
 
 if [ "\${KUBEDOS_IMDS_NO_LINK:-}" != 1 ]; then
-  # Interfaces are named (and maybe renamed) by udev: let it finish first.
-  if command -v udevadm > /dev/null; then udevadm settle --timeout=15 || true; fi
+  how="its address"
+  # A NIC that has an address already (systemd-networkd may have been quicker) is used as it is:
+  # it is named and configured, no need to wait for udev.
   for dev in /sys/class/net/*; do
     name=\${dev##*/}
-    if [ "$name" != lo ]; then iface=$name; break; fi
+    if [ "$name" != lo ] && [ -n "$(ip -4 -o addr show dev "$name" scope global 2>/dev/null)" ]; then iface=$name; break; fi
   done
-  [ -n "$iface" ] || fail "no network interface to reach IMDS on"
-  ip link set dev "$iface" up
-  how="its address"
-  if ! has_ipv4 && command -v systemctl > /dev/null; then
-    # The image's own DHCP (systemd-networkd), started early; it would start anyway.
-    how="a DHCP lease"
-    systemctl start --no-block systemd-networkd.service 2> /dev/null || true
-    for _ in $(seq 1 40); do has_ipv4 && break; sleep 0.5; done
-  fi
-  if ! has_ipv4; then
-    how="a link-local address"
-    if ip addr add ${EC2_FALLBACK_ADDRESS} dev "$iface" 2>/dev/null; then added=${EC2_FALLBACK_ADDRESS}; fi
-    ip route replace "$addr/32" dev "$iface"
+  if [ -z "$iface" ]; then
+    # Interfaces are named (and maybe renamed) by udev: let it finish first.
+    if command -v udevadm > /dev/null; then udevadm settle --timeout=15 || true; fi
+    for dev in /sys/class/net/*; do
+      name=\${dev##*/}
+      if [ "$name" != lo ]; then iface=$name; break; fi
+    done
+    [ -n "$iface" ] || fail "no network interface to reach IMDS on"
+    ip link set dev "$iface" up
+    if ! has_ipv4 && command -v systemctl > /dev/null; then
+      # The image's own DHCP (systemd-networkd), started early; it would start anyway.
+      how="a DHCP lease"
+      systemctl start --no-block systemd-networkd.service 2> /dev/null || true
+      for _ in $(seq 1 40); do has_ipv4 && break; sleep 0.5; done
+    fi
+    if ! has_ipv4; then
+      how="a link-local address"
+      if ip addr add ${EC2_FALLBACK_ADDRESS} dev "$iface" 2>/dev/null; then added=${EC2_FALLBACK_ADDRESS}; fi
+      ip route replace "$addr/32" dev "$iface"
+    fi
   fi
   say "asking IMDS at $addr on $iface with $how (\${SECONDS}s)"
 fi

@@ -4,7 +4,8 @@
  * `HttpTokens: required` (IMDSv2 only, what the aws driver launches): PUT /latest/api/token with
  * X-aws-ec2-metadata-token-ttl-seconds (1..21600) gives a token (400 without the header, 403 when
  * the request carries X-Forwarded-For, as IMDS refuses proxied token requests); every GET must
- * carry X-aws-ec2-metadata-token (else 401); /latest/meta-data/<key> and /latest/user-data are
+ * carry X-aws-ec2-metadata-token (else 401); /latest/meta-data/<key> and /latest/user-data (or a
+ * dated API version instead of latest), /latest/dynamic/… are
  * served from the document, a directory as the list of its keys (subdirectories with '/'),
  * anything else 404. Plain JavaScript so QEMU's guestfwd can start it per connection
  * (`node imds-standin.cjs DOC.json TOKEN [LOG]`: one request on stdin/stdout, each request line
@@ -26,7 +27,8 @@ function answer(doc, token, method, url, headers) {
   if (method !== 'GET') return { status: 405, body: '' };
   if (headers['x-aws-ec2-metadata-token'] !== token) return { status: 401, body: '' };
   const parts = path.split('/').filter(Boolean);
-  if (parts[0] !== 'latest') return { status: 404, body: '' };
+  // `latest` or a dated API version (cloud-init asks for those first); all serve the same tree.
+  if (parts[0] !== 'latest' && !/^\d{4}-\d{2}-\d{2}$/.test(parts[0] ?? '')) return { status: 404, body: '' };
   let node = { ...doc };
   for (const part of parts.slice(1)) {
     if (node === null || typeof node !== 'object' || !(part in node)) return { status: 404, body: '' };

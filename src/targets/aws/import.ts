@@ -34,7 +34,7 @@ import {
   type SnapshotTaskDetail,
 } from '@aws-sdk/client-ec2';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
-import { ArtifactRequiredError, AwsImportFailedError, AwsInvalidRequestError } from '../../errors';
+import { ArtifactRequiredError, AwsImportFailedError, AwsInvalidRequestError, CancelledError } from '../../errors';
 import { AMI_IMPORT } from '../../foundry/formats/ami';
 import { logger } from '../../log';
 import { headS3Object, putMultipart, type S3Bucket } from '../../store/s3-multipart';
@@ -158,7 +158,7 @@ export class AmiImporter {
       if (!usable.length) return undefined;
       ctx.progress?.({ step: `AMI ${usable[0]!.ImageId} pending` });
       await sleep(Math.min(this.settings.pollIntervalMs, 5_000), ctx.signal);
-      if (ctx.signal?.aborted) return undefined;
+      if (ctx.signal?.aborted) throw new CancelledError(`waiting for AMI ${usable[0]!.ImageId}`);
     }
   }
 
@@ -277,6 +277,7 @@ export class AmiImporter {
         report(`import ${id}: ${status}${detail.Progress ? ` ${detail.Progress}%` : ''}${message ? ` (${message})` : ''}`, Number(detail.Progress ?? 0), 100);
       }
       await sleep(this.settings.pollIntervalMs, ctx.signal);
+      if (ctx.signal?.aborted) throw new CancelledError(`polling import task ${id}`);
       const again = await this.call('DescribeImportSnapshotTasks', (abortSignal) => this.clients.ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [id] }), { abortSignal }), ctx);
       detail = again.ImportSnapshotTasks?.find((t) => t.ImportTaskId === id)?.SnapshotTaskDetail;
       if (!detail) throw new AwsImportFailedError(this.name, id, 'unknown', 'DescribeImportSnapshotTasks no longer lists the task');

@@ -51,10 +51,15 @@ const cidr = z.string().superRefine((value, ctx) => {
 });
 
 /** User tags: AWS's limits (128/256 characters), and the `aws:` and `kubedos:` prefixes are reserved. */
-const tagKey = z.string().regex(/^(?!aws:)(?!kubedos:)[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u, {
-  error: (iss) => `invalid tag key ${show(iss.input)}: 1-128 letters, digits, spaces and _.:/=+-@, not starting with aws: or kubedos: (reserved)`,
-});
+const TAG_KEY = /^(?!aws:)(?!kubedos:)[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u;
 const tagValue = z.string().regex(/^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u, { error: (iss) => `invalid tag value ${show(iss.input)}: at most 256 letters, digits, spaces and _.:/=+-@` });
+const tags = z.record(z.string(), tagValue).superRefine((record, ctx) => {
+  for (const key of Object.keys(record)) {
+    if (!TAG_KEY.test(key)) {
+      ctx.addIssue({ code: 'custom', path: [key], input: key, message: `invalid tag key ${show(key)}: 1-128 letters, digits, spaces and _.:/=+-@, not starting with aws: or kubedos: (reserved)` });
+    }
+  }
+});
 
 const ADDRESSES = ['private', 'public'] as const;
 
@@ -80,7 +85,7 @@ const schema = z
     importBucket: bucketName.describe('S3 bucket (in the same region) the ami artifact is uploaded to for ImportSnapshot; KubeDos removes its object once the AMI exists'),
     importPrefix: keyPrefix.default('kubedos-imports/').describe('Key prefix of the uploads in importBucket'),
     importRole: roleName.default('vmimport').describe('The VM Import service role (AWS\'s required name is vmimport unless you made another)'),
-    tags: z.record(tagKey, tagValue).default({}).describe('Tags added to everything KubeDos creates (instances, volumes, AMIs, snapshots, import tasks, the security group)'),
+    tags: tags.default({}).describe('Tags added to everything KubeDos creates (instances, volumes, AMIs, snapshots, import tasks, the security group)'),
   })
   .superRefine(
     ...objectRule((t) =>

@@ -4,8 +4,9 @@
  * instance: UEFI, NVMe, SMBIOS "Amazon EC2", an IMDSv2 stand-in at 169.254.169.254):
  *
  *   1. the image's own EC2 reader (the shared test image, as the aws target ships it);
- *   2. Debian's cloud-init with only the Ec2 datasource (the same plan plus cloud-init, the
- *      KubeDos EC2 reader replaced by a no-op so that cloud-init alone applies the identity).
+ *   2. Debian's cloud-init with only the Ec2 datasource (the same plan plus cloud-init; the
+ *      KubeDos EC2 reader steps aside where cloud-init is installed, so cloud-init alone applies
+ *      the identity).
  *
  * For each: wall time from QEMU's start to `kubedos: ready`, and to the identity being applied
  * (the reader's line; cloud-init's own "finished" line), plus the machine's load average. Each
@@ -17,7 +18,6 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { BuildPlan } from '../src/foundry';
-import { EC2_READER_PATH } from '../src/foundry/ec2-reader';
 import { userDataOf } from '../src/targets/aws/driver';
 import { generateIdentity } from '../src/targets/identity';
 import { bootLikeEc2, EC2_BOOT_MARKS } from '../test/support/ec2-boot';
@@ -31,8 +31,6 @@ const CLOUD_INIT_PLAN: BuildPlan = {
     files: [
       ...TEST_PLAN.image.files,
       { path: '/etc/cloud/cloud.cfg.d/90-kubedos.cfg', content: '# Only the Ec2 datasource (IMDSv2).\ndatasource_list: [ Ec2, None ]\n', mode: 0o644, owner: 'root:root' },
-      // cloud-init alone applies the identity in this variant.
-      { path: EC2_READER_PATH, content: '#!/bin/sh\nexit 0\n', mode: 0o755, owner: 'root:root' },
     ],
   },
   formats: ['ami'],

@@ -18,7 +18,8 @@
  *
  * It runs only on EC2: /sys/class/dmi/id/sys_vendor is "Amazon EC2" on every Nitro instance (the
  * only kind that boots UEFI images), as cloud-init's ds-identify checks; elsewhere it exits at
- * once and asks nobody. First boot runs before networking: unless the interface already has an
+ * once and asks nobody. On an image that carries cloud-init (not disabled), cloud-init reads the
+ * user-data instead and this reader steps aside. First boot runs before networking: unless the interface already has an
  * IPv4 address, the reader starts systemd-networkd (the image's DHCP on every NIC) and waits for
  * a lease, and only if none comes puts a link-local address on the interface (removed afterwards).
  * IMDS unreachable: nothing applied, the node makes its own host keys (like no seed).
@@ -84,6 +85,11 @@ vendor=$(cat "\${KUBEDOS_DMI_DIR:-/sys/class/dmi/id}/sys_vendor" 2>/dev/null || 
 
 say() { echo "kubedos: ec2: $*"; }
 fail() { echo "kubedos: ec2: error: $*"; exit 1; }
+# An image that carries cloud-init (not disabled) reads IMDS with it: one reader per boot.
+if [ -x "\${KUBEDOS_ROOT:-}/usr/bin/cloud-init" ] && [ ! -e "\${KUBEDOS_ROOT:-}/etc/cloud/cloud-init.disabled" ]; then
+  say "cloud-init is installed: it reads the user-data"
+  exit 0
+fi
 [[ $addr =~ ^[0-9]{1,3}(\\.[0-9]{1,3}){3}$ ]] || fail "KUBEDOS_IMDS_ADDR=$addr is not an IPv4 address"
 
 here=$(cd "$(dirname "$0")" && pwd)

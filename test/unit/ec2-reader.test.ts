@@ -149,6 +149,23 @@ describe("the image's EC2 reader", () => {
     }
   });
 
+  test('on an image that carries cloud-init it steps aside (cloud-init reads the user-data), unless cloud-init is disabled', async () => {
+    const imds = await standIn(docOf());
+    try {
+      const s = await scene(EC2_SYS_VENDOR);
+      await fs.mkdir(path.join(s.root, 'usr/bin'), { recursive: true });
+      await fs.writeFile(path.join(s.root, 'usr/bin/cloud-init'), '#!/bin/sh\n', { mode: 0o755 });
+      const r = await run(s, imds.port);
+      expect(r).toMatchObject({ status: 0, stdout: 'kubedos: ec2: cloud-init is installed: it reads the user-data\n' });
+      expect(imds.requests).toEqual([]);
+      await fs.mkdir(path.join(s.root, 'etc/cloud'), { recursive: true });
+      await fs.writeFile(path.join(s.root, 'etc/cloud/cloud-init.disabled'), '');
+      expect((await run(s, imds.port)).stdout).toContain('read meta-data and user-data');
+    } finally {
+      await imds.close();
+    }
+  });
+
   test('an instance launched without user-data: the instance id is recorded, nothing else applied (the node makes its own keys)', async () => {
     const imds = await standIn(docOf(''));
     try {

@@ -113,7 +113,8 @@ beforeAll(async () => {
     ...TEST_CREDENTIALS,
     AWS_ENDPOINT_URL_EC2: standin.url,
     AWS_ENDPOINT_URL_S3: moto.url,
-    AWS_ENDPOINT_URL_STS: moto.url,
+    // STS through the stand-in too (forwarded to moto), so the test sees AssumeRole.
+    AWS_ENDPOINT_URL_STS: standin.url,
     AWS_CONFIG_FILE: path.join(tmp, 'no-aws-config'),
     AWS_SHARED_CREDENTIALS_FILE: path.join(tmp, 'no-aws-credentials'),
     AWS_EC2_METADATA_DISABLED: 'true',
@@ -350,7 +351,7 @@ test('create launches one instance per node (a retried RunInstances does not dou
   await expect(d.readiness(r.nodeId, {})).rejects.toThrow(/stopped running before it reported ready|has no such node/);
 });
 
-test('throttling is retried with backoff; invalid parameters are not and name the field; refused credentials name the variable or the profile', async () => {
+test('throttling is retried with backoff; invalid parameters are not and name the field; a role is assumed; refused credentials name the variable or the profile', async () => {
   const d = driver();
   standin.throttle('DescribeInstances', 2);
   expect(await d.list({ platform: 'nobody' }, {})).toEqual([]);
@@ -366,6 +367,11 @@ test('throttling is retried with backoff; invalid parameters are not and name th
   expect(noSubnet).toBeInstanceOf(AwsInvalidRequestError);
   expect((noSubnet as AwsInvalidRequestError).retryable).toBe(false);
   expect((noSubnet as AwsInvalidRequestError).hint).toMatch(/subnet/);
+
+  // A role to assume: the driver's calls run with the role's credentials from STS.
+  const roleArn = 'arn:aws:iam::123456789012:role/kubedos-deployer';
+  expect(await driver('aws-role', { roleArn }).list({}, {})).toEqual([]);
+  expect(standin.calls('AssumeRole').map((c) => [c.params.RoleArn, c.params.RoleSessionName, c.status])).toEqual([[roleArn, 'kubedos-aws-role', 200]]);
 
   // A moto with IAM authentication on knows none of these keys.
   const locked = await startMoto({ auth: true });

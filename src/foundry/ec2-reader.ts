@@ -149,16 +149,28 @@ if [ -z "$token" ]; then say "IMDS at $addr did not give a token: no metadata ap
 [[ $token =~ ^[A-Za-z0-9+/=._-]+$ ]] || fail "IMDS sent a token with unexpected characters"
 auth="X-aws-ec2-metadata-token: $token"
 
-request GET /latest/meta-data/instance-id "$work/instance-id" "$auth" || fail "cannot read the instance id from IMDS"
+# A read with the token, retried (IMDS throttles bursts; a slow answer times out): 0, 4 (404) or 1.
+get() {
+  local rc=1
+  for _ in 1 2 3 4 5; do
+    rc=0
+    request GET "$1" "$2" "$auth" || rc=$?
+    if [ "$rc" = 0 ] || [ "$rc" = 4 ]; then return "$rc"; fi
+    sleep 1
+  done
+  return "$rc"
+}
+
+get /latest/meta-data/instance-id "$work/instance-id" || fail "cannot read the instance id from IMDS"
 iid=$(cat "$work/instance-id")
 [[ $iid =~ ^i-[0-9a-f]{8,17}$ ]] || fail "IMDS gave an unexpected instance id"
 ipv4=""
-if request GET /latest/meta-data/local-ipv4 "$work/local-ipv4" "$auth"; then ipv4=$(cat "$work/local-ipv4"); fi
+if get /latest/meta-data/local-ipv4 "$work/local-ipv4"; then ipv4=$(cat "$work/local-ipv4"); fi
 [[ -z $ipv4 || $ipv4 =~ ^[0-9]{1,3}(\\.[0-9]{1,3}){3}$ ]] || fail "IMDS gave an unexpected local-ipv4"
 mkdir "$work/seed"
 printf "instance-id: '%s'\\n" "$iid" > "$work/seed/meta-data"
 rc=0
-request GET /latest/user-data "$work/seed/user-data" "$auth" || rc=$?
+get /latest/user-data "$work/seed/user-data" || rc=$?
 if [ "$rc" = 4 ]; then rm -f "$work/seed/user-data"; elif [ "$rc" != 0 ]; then fail "cannot read /latest/user-data from IMDS"; fi
 say "instance $iid\${ipv4:+ at $ipv4}: read meta-data$([ -f "$work/seed/user-data" ] && echo ' and user-data') (\${SECONDS}s)"
 

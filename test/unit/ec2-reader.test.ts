@@ -39,10 +39,12 @@ afterAll(async () => {
   await fs.rm(tmp, { recursive: true, force: true });
 });
 
-async function standIn(doc: unknown, token = TOKEN) {
+async function standIn(doc: unknown, token = TOKEN, throttleFirst: string[] = []) {
   const requests: string[] = [];
+  const throttled = new Set(throttleFirst);
   const server = http.createServer((req, res) => {
     requests.push(`${req.method} ${req.url} ${req.headers['x-aws-ec2-metadata-token'] ? 'token' : 'no-token'}`);
+    if (throttled.delete(req.url!)) return void res.writeHead(429, { 'content-length': 0 }).end();
     const { status, body } = answer(doc, token, req.method!, req.url!, req.headers as Record<string, string>);
     res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) }).end(body);
   });
@@ -131,6 +133,20 @@ describe("the image's EC2 reader", () => {
       // The fetched user-data (it holds the private host key) is gone, and nothing printed it.
       expect(await fs.readdir(path.join(s.root, 'run'))).toEqual([]);
       expect(r.stdout).not.toContain(identity.hostKeyPrivate.split('\n')[1]);
+    } finally {
+      await imds.close();
+    }
+  });
+
+  test('a throttled read (429) is asked again', async () => {
+    const imds = await standIn(docOf(), TOKEN, ['/latest/meta-data/instance-id', '/latest/user-data']);
+    try {
+      const s = await scene(EC2_SYS_VENDOR);
+      const r = await run(s, imds.port);
+      expect(r.status).toBe(0);
+      expect(imds.requests.filter((q) => q.startsWith('GET /latest/meta-data/instance-id'))).toHaveLength(2);
+      expect(imds.requests.filter((q) => q.startsWith('GET /latest/user-data'))).toHaveLength(2);
+      expect(readFileSync(path.join(s.root, 'etc/ssh/ssh_host_ed25519_key'), 'utf8')).toBe(identity.hostKeyPrivate);
     } finally {
       await imds.close();
     }

@@ -90,12 +90,18 @@ function driverCache(create: (t: TargetRef) => TargetDriver | Promise<TargetDriv
   };
 }
 
-/** The activity's cancellation and a heartbeat-backed progress callback, for the driver. */
+/**
+ * The activity's cancellation and a heartbeat-backed progress callback, for the driver; a retry
+ * gets back the `resume` of the previous attempt's last heartbeat.
+ */
 function driverContext(): DriverContext {
   const ctx = Context.current();
+  const last = ctx.info.heartbeatDetails as { resume?: unknown } | undefined;
+  const resumed = last && typeof last.resume === 'object' && last.resume !== null ? (last.resume as Record<string, unknown>) : undefined;
   return {
     signal: ctx.cancellationSignal,
     progress: (detail) => ctx.heartbeat(detail),
+    ...(resumed ? { resumed } : {}),
   };
 }
 
@@ -141,7 +147,9 @@ export function createDeployActivities(deps: DeployDeps = {}) {
             'start the worker with the artifact store configured (KUBEDOS_S3_* for a shared store)',
           );
         }
-        source.artifact = await deps.fetchArtifact(input.image, format, ctx.signal!, ctx.progress);
+        // Heartbeats while fetching keep what an earlier attempt left to resume from.
+        const progress: DriverContext['progress'] = ctx.resumed ? (detail) => ctx.progress?.({ ...detail, resume: ctx.resumed }) : ctx.progress;
+        source.artifact = await deps.fetchArtifact(input.image, format, ctx.signal!, progress);
       }
       return driver.prepare(source, ctx);
     },

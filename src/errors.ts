@@ -419,3 +419,88 @@ export class PoolUnavailableError extends KubedosError {
 
 /** The build host no longer has what it staged, or its copy is damaged: the image must be built again, anywhere. */
 export class ArtifactNotStagedError extends KubedosError {}
+
+// --- aws (src/targets/aws) ---
+
+/** AWS refused the credentials, or the standard chain found none: nothing works until they are fixed. */
+export class AwsCredentialsError extends KubedosError {
+  constructor(
+    readonly target: string,
+    /** Where the credentials were looked for: the variables, the profile or the role it names. */
+    readonly source: string,
+    readonly code: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`target ${target}: AWS did not accept the credentials from ${source}: ${code}: ${detail}`, `fix ${source} on the cloud worker (the spec names a profile or a role, never a secret)`, options);
+  }
+}
+
+/** The credentials are valid but may not do this (an IAM policy, a service role, an SCP). */
+export class AwsUnauthorizedError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly operation: string,
+    readonly code: string,
+    detail: string,
+    hint: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`target ${target}: ${operation} was refused: ${code}: ${detail}`, hint, options);
+  }
+}
+
+/** AWS rejected a request as invalid (InvalidParameter*, a subnet, group or image that does not exist): the spec must change. */
+export class AwsInvalidRequestError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly operation: string,
+    readonly code: string,
+    detail: string,
+    hint: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`target ${target}: ${operation} failed: ${code}: ${detail}`, hint, options);
+  }
+}
+
+/** Throttled (RequestLimitExceeded), out of capacity or quota for now, or AWS failing: the step is retried with backoff. */
+export class AwsUnavailableError extends KubedosError {
+  static override readonly retryable = true;
+  constructor(
+    readonly target: string,
+    readonly operation: string,
+    readonly code: string,
+    detail: string,
+    hint: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`target ${target}: ${operation} failed for now: ${code}: ${detail}`, hint, options);
+  }
+}
+
+/** Any other AWS error answer. */
+export class AwsApiError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly operation: string,
+    readonly code: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`target ${target}: ${operation} failed: ${code}: ${detail}`, 'see the AWS error code in the EC2 API reference', options);
+  }
+}
+
+/** An ImportSnapshot task ended without a snapshot, or stopped making progress; AWS's own status message says why. */
+export class AwsImportFailedError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly importTaskId: string,
+    readonly status: string,
+    readonly statusMessage: string,
+    hint = 'the status message is AWS VM Import\'s: check the artifact (an ami output), the import bucket and the vmimport service role',
+  ) {
+    super(`target ${target}: import task ${importTaskId} ${status}: ${statusMessage || '(no status message)'}`, hint);
+  }
+}

@@ -23,6 +23,7 @@
  * hypervisor sets one, as the QEMU driver does with the Foundry's machine-id), and the NoCloud
  * reader writes the seed's.
  */
+import { EC2_READER, EC2_READER_PATH } from './ec2-reader';
 import { MMDS_READER, MMDS_READER_PATH } from './mmds-reader';
 import { NOCLOUD_AWK, NOCLOUD_AWK_PATH, NOCLOUD_READER, NOCLOUD_READER_PATH } from './nocloud-reader';
 import type { BuildPlan } from './plan';
@@ -183,6 +184,7 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     file(NOCLOUD_AWK_PATH, NOCLOUD_AWK),
     file(NOCLOUD_READER_PATH, NOCLOUD_READER, 0o755),
     file(MMDS_READER_PATH, MMDS_READER, 0o755),
+    file(EC2_READER_PATH, EC2_READER, 0o755),
     file('/usr/lib/kubedos/ready', READY_SCRIPT, 0o755),
     ...unitEntries('kubedos-firstboot.service', FIRSTBOOT_UNIT, true),
     ...unitEntries('kubedos-ready.service', READY_UNIT, true),

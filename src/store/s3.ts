@@ -14,30 +14,23 @@
  *
  * Resume: every acknowledged part is reported as an UploadCheckpoint; given one back, ListParts
  * tells which parts the server really holds, those whose SHA256 matches the local part are kept,
- * and only the rest are sent.
+ * and only the rest are sent. (The multipart upload itself is ./s3-multipart.ts, shared with
+ * other S3 users such as a cloud target's image import.)
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
   CreateBucketCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
-  HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
-  ListPartsCommand,
   PutObjectCommand,
   S3Client,
-  UploadPartCommand,
-  type Part,
 } from '@aws-sdk/client-s3';
 import { CancelledError, ConfigError, DigestMismatchError, StoreError, StoreObjectNotFoundError, StoreUnavailableError } from '../errors';
-import { logger } from '../log';
 import {
   REF_RE,
   SHA256_RE,
@@ -47,16 +40,11 @@ import {
   type PutFileOptions,
   type PutResult,
   type TransferOptions,
-  type UploadCheckpoint,
-  type UploadedPart,
 } from './store';
-import { readInto, sha256OfFile, throwIfAborted, writeVerified } from './transfer';
+import { abortMultipartUpload, headS3Object, isS3NotFound, MAX_PART_SIZE, MIN_PART_SIZE, putMultipart, sendS3, type S3Bucket } from './s3-multipart';
+import { sha256OfFile, throwIfAborted, writeVerified } from './transfer';
 
 const MiB = 1024 * 1024;
-/** S3's limits: parts of 5 MiB to 5 GiB, at most 10 000 of them. */
-const MIN_PART_SIZE = 5 * MiB;
-const MAX_PART_SIZE = 5 * 1024 * MiB;
-const MAX_PARTS = 10_000;
 const BLOB_PREFIX = 'blobs/sha256/';
 const REF_PREFIX = 'refs/';
 
@@ -131,10 +119,7 @@ interface AwsLikeError {
   $metadata?: { httpStatusCode?: number };
 }
 
-function isNotFound(err: unknown): boolean {
-  const e = err as AwsLikeError;
-  return e?.name === 'NotFound' || e?.name === 'NoSuchKey' || e?.name === 'NoSuchUpload' || e?.$metadata?.httpStatusCode === 404;
-}
+const isNotFound = isS3NotFound;
 
 /** A failure another try may not meet: no connection, a timeout, a 5xx, throttling (the SDK's own retries already ran). */
 function isTransient(e: AwsLikeError): boolean {
@@ -144,20 +129,7 @@ function isTransient(e: AwsLikeError): boolean {
   return /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|ECONNRESET|EPIPE|EAI_AGAIN|socket hang up/i.test(`${e?.code ?? ''} ${e?.message ?? ''}`);
 }
 
-/** Part size for a file: the configured one, grown (to whole MiB) when 10 000 parts would not do. */
-export function choosePartSize(size: number, configured: number): number {
-  let part = Math.max(configured, MIN_PART_SIZE);
-  if (Math.ceil(size / part) > MAX_PARTS) part = Math.ceil(size / MAX_PARTS / MiB) * MiB;
-  if (part > MAX_PART_SIZE) throw new StoreError(`a file of ${size} bytes is too large for one S3 object`, 'S3 objects are limited to 5 TiB');
-  return part;
-}
-
-/** The S3 composite checksum of a multipart object: sha256 of the parts' sha256s, base64, `-N`. */
-export function compositeChecksum(partDigests: readonly Buffer[]): string {
-  const h = createHash('sha256');
-  for (const d of partDigests) h.update(d);
-  return `${h.digest('base64')}-${partDigests.length}`;
-}
+export { choosePartSize, compositeChecksum } from './s3-multipart';
 
 export class S3Store implements ArtifactStore {
   /** The SDK client (exposed so callers and tests can add middleware, e.g. request counters). */
@@ -165,6 +137,8 @@ export class S3Store implements ArtifactStore {
   readonly bucket: string;
   private readonly partSize: number;
   private readonly singlePutMax: number;
+  /** This bucket as the shared multipart upload sees it (./s3-multipart.ts). */
+  private readonly bucketView: S3Bucket;
 
   constructor(config: S3Config) {
     if (!config.bucket) throw new ConfigError('the S3 store needs a bucket', 'set KUBEDOS_S3_BUCKET');
@@ -184,6 +158,7 @@ export class S3Store implements ArtifactStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
+    this.bucketView = { client: this.client, bucket: this.bucket, location: this.location, wrap: (what, err) => this.wrap(what, err) };
   }
 
   get location(): string {
@@ -191,14 +166,8 @@ export class S3Store implements ArtifactStore {
   }
 
   /** Run one request; S3 failures become StoreError (cancellation CancelledError). */
-  private async send<T>(what: string, run: (abortSignal?: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
-    throwIfAborted(signal, what);
-    try {
-      return await run(signal);
-    } catch (err) {
-      if (signal?.aborted) throw new CancelledError(what);
-      throw this.wrap(what, err);
-    }
+  private send<T>(what: string, run: (abortSignal?: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return sendS3(this.bucketView, what, run, signal);
   }
 
   private wrap(what: string, err: unknown): Error {
@@ -233,15 +202,8 @@ export class S3Store implements ArtifactStore {
     return (await this.head(blobKey(sha256))) !== undefined;
   }
 
-  private async head(key: string, signal?: AbortSignal): Promise<{ size: number; modified?: Date; metadata: Record<string, string> } | undefined> {
-    try {
-      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
-      return { size: res.ContentLength ?? 0, modified: res.LastModified, metadata: res.Metadata ?? {} };
-    } catch (err) {
-      if (signal?.aborted) throw new CancelledError(`HeadObject ${key}`);
-      if (isNotFound(err)) return undefined;
-      throw this.wrap(`HeadObject ${key}`, err);
-    }
+  private head(key: string, signal?: AbortSignal): Promise<{ size: number; modified?: Date; metadata: Record<string, string> } | undefined> {
+    return headS3Object(this.bucketView, key, signal);
   }
 
   async putBytes(data: Buffer | string): Promise<BlobRef> {
@@ -307,177 +269,13 @@ export class S3Store implements ArtifactStore {
     return this.putMultipart(file, ref, key, options);
   }
 
-  private async putMultipart(file: string, ref: BlobRef, key: string, options: PutFileOptions): Promise<PutResult> {
-    const { signal } = options;
-    let partSize = choosePartSize(ref.size, this.partSize);
-    let uploadId: string | undefined;
-    const onServer = new Map<number, UploadedPart & { size?: number }>();
-
-    const resume = options.resume;
-    if (resume && resume.key === key && Math.ceil(ref.size / resume.partSize) <= MAX_PARTS && resume.partSize >= MIN_PART_SIZE) {
-      const listed = await this.listParts(key, resume.uploadId, signal);
-      if (listed) {
-        uploadId = resume.uploadId;
-        partSize = resume.partSize;
-        const recorded = new Map(resume.parts.map((p) => [p.partNumber, p]));
-        for (const p of listed) {
-          if (!p.PartNumber || !p.ETag) continue;
-          const mine = recorded.get(p.PartNumber);
-          // The server's own checksum of the part when it reports one; else ours, if the ETag agrees.
-          const checksum = p.ChecksumSHA256 ?? (mine && mine.etag === p.ETag ? mine.checksumSHA256 : undefined);
-          if (checksum) onServer.set(p.PartNumber, { partNumber: p.PartNumber, etag: p.ETag, checksumSHA256: checksum, size: p.Size });
-        }
-        logger.info({ key, uploadId, partsOnServer: onServer.size }, 'resuming multipart upload');
-      } else {
-        logger.info({ key, uploadId: resume.uploadId }, 'the checkpointed upload is gone; starting over');
-      }
-    } else if (resume) {
-      // The file is not what the checkpoint was for (or its part size is unusable): drop that upload.
-      await this.abortUpload(resume.key, resume.uploadId);
-    }
-
-    if (!uploadId) {
-      const created = await this.send(
-        `CreateMultipartUpload ${key}`,
-        (abortSignal) =>
-          this.client.send(
-            new CreateMultipartUploadCommand({
-              Bucket: this.bucket,
-              Key: key,
-              ContentType: 'application/octet-stream',
-              ChecksumAlgorithm: 'SHA256',
-              Metadata: { sha256: ref.sha256 },
-            }),
-            { abortSignal },
-          ),
-        signal,
-      );
-      if (!created.UploadId) throw new StoreError(`${this.location}: CreateMultipartUpload ${key} returned no upload id`);
-      uploadId = created.UploadId;
-    }
-
-    const count = Math.max(1, Math.ceil(ref.size / partSize));
-    const done: UploadedPart[] = [];
-    const checkpoint = (): UploadCheckpoint => ({ uploadId: uploadId!, key, partSize, parts: done.map((p) => ({ ...p })) });
-    options.onCheckpoint?.(checkpoint());
-
-    const whole = createHash('sha256');
-    const partDigests: Buffer[] = [];
-    let uploaded = 0;
-    let reused = 0;
-    let sent = 0;
-    const buffer = Buffer.allocUnsafe(Math.min(partSize, Math.max(ref.size, 1)));
-    const handle = await fs.open(file, 'r');
-    try {
-      for (let n = 1; n <= count; n++) {
-        throwIfAborted(signal, `upload of ${file}`);
-        const offset = (n - 1) * partSize;
-        const length = Math.min(partSize, ref.size - offset);
-        // One buffer for every part: parts go one at a time, so memory stays at one part.
-        const body = await readInto(handle, buffer, offset, length);
-        if (body.length !== length) throw new DigestMismatchError(ref.sha256, 'unknown', `${file} (shrank while it was being uploaded)`);
-        whole.update(body);
-        const partDigest = createHash('sha256').update(body).digest();
-        partDigests.push(partDigest);
-        const checksum = partDigest.toString('base64');
-
-        const have = onServer.get(n);
-        if (have && have.checksumSHA256 === checksum && (have.size === undefined || have.size === body.length)) {
-          done.push({ partNumber: n, etag: have.etag, checksumSHA256: have.checksumSHA256 });
-          reused++;
-        } else {
-          const res = await this.send(
-            `UploadPart ${n}/${count} of ${key}`,
-            (abortSignal) =>
-              this.client.send(
-                new UploadPartCommand({
-                  Bucket: this.bucket,
-                  Key: key,
-                  UploadId: uploadId,
-                  PartNumber: n,
-                  Body: body,
-                  ContentLength: body.length,
-                  ChecksumSHA256: checksum,
-                }),
-                { abortSignal },
-              ),
-            signal,
-          );
-          if (!res.ETag) throw new StoreError(`${this.location}: UploadPart ${n} of ${key} returned no ETag`);
-          if (res.ChecksumSHA256 && res.ChecksumSHA256 !== checksum) {
-            throw new StoreError(`${this.location}: the server acknowledged part ${n} of ${key} with SHA256 ${res.ChecksumSHA256}, expected ${checksum}`);
-          }
-          done.push({ partNumber: n, etag: res.ETag, checksumSHA256: checksum });
-          uploaded++;
-          options.onCheckpoint?.(checkpoint());
-        }
-        sent += body.length;
-        options.onProgress?.({ phase: 'upload', bytes: sent, total: ref.size });
-      }
-    } finally {
-      await handle.close();
-    }
-
-    const actual = whole.digest('hex');
-    if (actual !== ref.sha256) {
-      // Never complete an object whose bytes are not the digest in its key.
-      await this.abortUpload(key, uploadId);
-      throw new DigestMismatchError(ref.sha256, actual, `${file} (changed while it was being uploaded)`);
-    }
-    const completed = await this.send(
-      `CompleteMultipartUpload ${key}`,
-      (abortSignal) =>
-        this.client.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: this.bucket,
-            Key: key,
-            UploadId: uploadId,
-            MultipartUpload: { Parts: done.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag, ChecksumSHA256: p.checksumSHA256 })) },
-          }),
-          { abortSignal },
-        ),
-      signal,
-    );
-    const expected = compositeChecksum(partDigests);
-    if (completed.ChecksumSHA256 && completed.ChecksumSHA256.split('-')[0] !== expected.split('-')[0]) {
-      throw new StoreError(`${this.location}/${key}: the completed object's checksum ${completed.ChecksumSHA256} is not the parts' ${expected}`, 'the server assembled other bytes: delete the object and publish again');
-    }
-    const final = await this.head(key, signal);
-    if (!final || final.size !== ref.size) {
-      throw new StoreError(`${this.location}/${key}: after completion the object has ${final?.size ?? 'no'} bytes, expected ${ref.size}`);
-    }
-    return { ...ref, existed: false, partsUploaded: uploaded, partsReused: reused };
-  }
-
-  /** Parts the server holds for an upload; undefined when the upload no longer exists. */
-  private async listParts(key: string, uploadId: string, signal?: AbortSignal): Promise<Part[] | undefined> {
-    const parts: Part[] = [];
-    let marker: string | undefined;
-    try {
-      for (;;) {
-        const res = await this.client.send(
-          new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }),
-          { abortSignal: signal },
-        );
-        parts.push(...(res.Parts ?? []));
-        if (!res.IsTruncated || res.NextPartNumberMarker === undefined) break;
-        marker = String(res.NextPartNumberMarker);
-      }
-      return parts;
-    } catch (err) {
-      if (signal?.aborted) throw new CancelledError(`ListParts ${key}`);
-      if (isNotFound(err)) return undefined;
-      throw this.wrap(`ListParts ${key}`, err);
-    }
+  private putMultipart(file: string, ref: BlobRef, key: string, options: PutFileOptions): Promise<PutResult> {
+    return putMultipart(this.bucketView, file, ref, key, { ...options, partSize: this.partSize });
   }
 
   /** Abort a multipart upload, best effort (it may be gone already). */
-  private async abortUpload(key: string, uploadId: string): Promise<void> {
-    try {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
-    } catch (err) {
-      if (!isNotFound(err)) logger.warn({ key, uploadId, err: String(err) }, 'could not abort a multipart upload');
-    }
+  private abortUpload(key: string, uploadId: string): Promise<void> {
+    return abortMultipartUpload(this.bucketView, key, uploadId);
   }
 
   /** Abort multipart uploads of blobs started more than `olderThanMs` ago (gc: abandoned uploads). */

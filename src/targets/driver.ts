@@ -58,8 +58,21 @@ export interface OwnedNode {
 /** Passed to every call: cancellation, liveness and progress reporting. */
 export interface DriverContext {
   signal?: AbortSignal;
-  /** Called during long operations (uploads, conversions); activities heartbeat from it. */
-  progress?: (detail: { step: string; done?: number; total?: number }) => void;
+  /**
+   * Called during long operations (uploads, conversions, cloud imports); activities heartbeat
+   * from it. `resume` is what a retry of the same step may continue from (an upload checkpoint,
+   * a cloud task id; never a secret): it comes back as `resumed`.
+   */
+  progress?: (detail: { step: string; done?: number; total?: number; resume?: Record<string, unknown> }) => void;
+  /** The `resume` of the last progress a previous attempt of this step reported (its heartbeat details). */
+  resumed?: Record<string, unknown>;
+}
+
+/** What `pruneImages` removed (or would leave): the driver's own words for each thing. */
+export interface PrunedImages {
+  removed: string[];
+  /** Still used by nodes (of any fleet), so kept. */
+  kept: string[];
 }
 
 export interface TargetDriver {
@@ -79,6 +92,11 @@ export interface TargetDriver {
   destroy(nodeId: string, ctx: DriverContext): Promise<void>;
   /** Nodes KubeDos owns on this target, optionally only one fleet's. */
   list(filter: { platform?: string; fleet?: string }, ctx: DriverContext): Promise<OwnedNode[]>;
+  /**
+   * Remove the prepared images KubeDos made on this target (cloud images and their snapshots)
+   * that no node uses any more; for drivers whose prepared images cost something where they are.
+   */
+  pruneImages?(ctx: DriverContext): Promise<PrunedImages>;
   /** Release connections; the nodes keep running. */
   close?(): Promise<void>;
 }

@@ -245,6 +245,7 @@ describe('free strings that reach a command line, a file or a path are held to t
 describe('targets', () => {
   test('every registered target type has a schema variant', () => {
     const minimal: Record<string, Record<string, unknown>> = {
+      aws: { region: 'eu-west-1', subnet: 'subnet-0123456789abcdef0', securityGroups: ['sg-0123456789abcdef0'], importBucket: 'kubedos-imports' },
       proxmox: { node: 'pve1', ssh: { host: 'pve1', hostKey: FINGERPRINT } },
     };
     const doc = baseDoc();

@@ -35,6 +35,7 @@ import { action, type GlobalOptions } from '../command';
 import { EXIT, type ExitCode } from '../exit-codes';
 import { findFleet, fleetSpecFromSpec, renderFleetStatus, rolloutStatus, runningFleets } from '../fleets';
 import { buildProgress, stageRequests } from '../manufacture';
+import { pruneFleetImages, renderPrune } from '../prune-images';
 import { colors as pc, note, printJson } from '../output';
 
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -215,7 +216,7 @@ async function unpinFleets(spec: Spec, fleets: string[]): Promise<void> {
   });
 }
 
-async function down(specFile: string, opts: DeployOptions): Promise<ExitCode> {
+async function down(specFile: string, opts: DeployOptions & { pruneImages?: boolean }): Promise<ExitCode> {
   const spec = await loadSpec(specFile);
   const fleets = selectFleets(spec, opts.fleet);
   const { client, close } = await connectClient();
@@ -233,8 +234,12 @@ async function down(specFile: string, opts: DeployOptions): Promise<ExitCode> {
       out.push({ fleet: name, destroyed: result.destroyed, running: true });
     }
     await unpinFleets(spec, fleets);
-    if (opts.json) printJson({ fleets: out });
-    else for (const f of out) process.stdout.write(`${spec.metadata.name}/${f.fleet}: ${f.running ? `destroyed ${f.destroyed} node(s)` : 'not running'}\n`);
+    const pruned = opts.pruneImages ? await pruneFleetImages(spec, fleets) : undefined;
+    if (opts.json) printJson({ fleets: out, ...(pruned ? { prunedImages: pruned } : {}) });
+    else {
+      for (const f of out) process.stdout.write(`${spec.metadata.name}/${f.fleet}: ${f.running ? `destroyed ${f.destroyed} node(s)` : 'not running'}\n`);
+      for (const line of renderPrune(pruned ?? [])) process.stdout.write(`${line}\n`);
+    }
     return EXIT.ok;
   } finally {
     await close();
@@ -309,8 +314,9 @@ export function registerFleet(program: Command): void {
     .argument('<spec>', 'platform spec file or directory')
     .option('--fleet <names>', 'only these fleets (comma-separated)', list)
     .option('--json', 'print JSON')
+    .option('--prune-images', 'then remove the prepared images (cloud images, snapshots) of their targets that no node uses any more')
     .description('destroy every node of the spec\'s fleets and end their controllers')
-    .action(action((spec: string, opts: DeployOptions) => down(spec, opts), specErrorDetail));
+    .action(action((spec: string, opts: DeployOptions & { pruneImages?: boolean }) => down(spec, opts), specErrorDetail));
 
   program
     .command('scale')

@@ -11,9 +11,11 @@ import type { ToolOptions } from './common';
 
 export interface QemuDisk {
   file: string;
-  format: 'raw' | 'qcow2';
+  format: 'raw' | 'qcow2' | 'vmdk';
   /** Writes go to a temporary overlay. @default false */
   snapshot?: boolean;
+  /** How the guest sees it: virtio-blk, or an NVMe controller (as EC2 Nitro exposes EBS). @default 'virtio' */
+  bus?: 'virtio' | 'nvme';
 }
 
 export interface QemuMachineArgs {
@@ -23,8 +25,14 @@ export interface QemuMachineArgs {
   cdrom?: string;
   /** virtio disks, in order (the first is /dev/vda). */
   disks?: readonly QemuDisk[];
-  /** A virtio NIC on user-mode networking; `tftpDir`/`bootfile` enable its TFTP server and DHCP boot file. */
-  net?: { tftpDir?: string; bootfile?: string };
+  /**
+   * A virtio NIC on user-mode networking; `tftpDir`/`bootfile` enable its TFTP server and DHCP
+   * boot file; `network` is its address range (QEMU's default 10.0.2.0/24), and guest connections
+   * to a `guestForwards` address:port (inside it) are handed to a new `command` each.
+   */
+  net?: { tftpDir?: string; bootfile?: string; network?: string; guestForwards?: readonly { address: string; port: number; command: string }[] };
+  /** SMBIOS system information (what /sys/class/dmi/id/sys_vendor and product_name say). */
+  smbios?: { manufacturer: string; product?: string };
   /** What the firmware tries first (the others follow in cdrom, disk, network order). */
   boot: 'cdrom' | 'disk' | 'network';
   /** Everything the guest writes to the serial port is appended here. */
@@ -57,11 +65,13 @@ export function qemuMachineArgv(a: QemuMachineArgs): string[] {
   (a.disks ?? []).forEach((d, i) => {
     argv.push(
       '-drive', `if=none,id=hd${i},format=${d.format},file=${qemuOptValue(d.file)},discard=unmap,detect-zeroes=unmap${d.snapshot ? ',snapshot=on' : ''}`,
-      '-device', `virtio-blk-pci,drive=hd${i},bootindex=${bootindex('disk', i)}`,
+      '-device', d.bus === 'nvme' ? `nvme,drive=hd${i},serial=hd${i},bootindex=${bootindex('disk', i)}` : `virtio-blk-pci,drive=hd${i},bootindex=${bootindex('disk', i)}`,
     );
   });
+  if (a.smbios) argv.push('-smbios', `type=1,manufacturer=${qemuOptValue(a.smbios.manufacturer)}${a.smbios.product ? `,product=${qemuOptValue(a.smbios.product)}` : ''}`);
   if (a.net) {
-    const opts = [`user,id=net0`, ...(a.net.tftpDir ? [`tftp=${qemuOptValue(a.net.tftpDir)}`] : []), ...(a.net.bootfile ? [`bootfile=${qemuOptValue(a.net.bootfile)}`] : [])];
+    const opts = [`user,id=net0`, ...(a.net.network ? [`net=${a.net.network}`] : []), ...(a.net.tftpDir ? [`tftp=${qemuOptValue(a.net.tftpDir)}`] : []), ...(a.net.bootfile ? [`bootfile=${qemuOptValue(a.net.bootfile)}`] : [])];
+    for (const f of a.net.guestForwards ?? []) opts.push(`guestfwd=tcp:${f.address}:${f.port}-cmd:${qemuOptValue(f.command)}`);
     argv.push('-netdev', opts.join(','), '-device', `virtio-net-pci,netdev=net0,bootindex=${bootindex('network')}`);
   }
   if (a.serialSocket) {

@@ -6,3 +6,4 @@
 export { hollow } from './hollow';
 export { proxmox } from './proxmox';
 export { qemu } from './qemu';
+export { vsphere } from './vsphere';

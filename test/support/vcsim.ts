@@ -132,3 +132,113 @@ export function extraConfigOf(value: unknown): Record<string, string> {
   const list = ((value as { _value?: Array<{ key: string; value: unknown }> } | null)?._value ?? []);
   return Object.fromEntries(list.map((o) => [o.key, String(o.value)]));
 }
+
+/** One recorded govc call: its argv and the names of the GOVC_* variables it was given. */
+export interface GovcCall {
+  argv: string[];
+  env: string[];
+  /** The values of the connection variables the driver handed govc (to check none is on argv). */
+  secrets: string[];
+}
+
+/**
+ * A govc for the driver that records every call (argv and the names of the variables in its
+ * environment) into a file of JSON lines, then runs the real one with the same argv, environment
+ * and stdio: the driver's calls are observed, nothing is simulated.
+ */
+export function recordingGovc(dir: string): { path: string; calls: () => GovcCall[] } {
+  const log = path.join(dir, 'govc-calls.jsonl');
+  const wrapper = path.join(dir, 'govc');
+  require('node:fs').writeFileSync(
+    wrapper,
+    `#!${process.execPath}
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const argv = process.argv.slice(2);
+const env = Object.keys(process.env).filter((k) => k.startsWith('GOVC_') || k.startsWith('GOVMOMI_')).sort();
+const secrets = ['GOVC_PASSWORD', 'GOVC_USERNAME'].map((k) => process.env[k]).filter(Boolean);
+fs.appendFileSync(${JSON.stringify(log)}, JSON.stringify({ argv, env, secrets }) + '\\n');
+const r = spawnSync(${JSON.stringify(GOVC)}, argv, { stdio: 'inherit' });
+process.exit(r.status === null ? 1 : r.status);
+`,
+    { mode: 0o755 },
+  );
+  return {
+    path: wrapper,
+    calls: () => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as GovcCall) : []),
+  };
+}
+
+/** A VM as the guest player sees it. */
+export interface PlayedVm {
+  ref: string;
+  name: string;
+  annotation: string;
+  extraConfig: Record<string, string>;
+  /** The decoded NoCloud documents it was given. */
+  metaData: string;
+  userData?: string;
+  hostname: string;
+}
+
+export interface GuestPlayer {
+  /** Every VM played so far (ready reported), by reference. */
+  played: Map<string, PlayedVm>;
+  /** VMs seen booted but refused (`accept` said no). */
+  refused: Set<string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * THE TEST PLAYS THE GUESTS (vcsim runs none): every powered-on VM of `folder` that was given
+ * guestinfo.metadata gets what a booted KubeDos image with open-vm-tools would report — its
+ * hostname (read from the metadata, as the guest's reader would) as guestinfo.kubedos.ready and
+ * an IPv4 address through VMware Tools (vcsim's SET.guest.ipAddress) — unless `accept` refuses it
+ * (a node that never comes up).
+ */
+export function playGuests(sim: Vcsim, folder: string, options: { ip?: string; accept?: (vm: PlayedVm) => boolean; intervalMs?: number } = {}): GuestPlayer {
+  const played = new Map<string, PlayedVm>();
+  const refused = new Set<string>();
+  let stopped = false;
+  const decode = (extraConfig: Record<string, string>, key: string) => {
+    const value = extraConfig[key];
+    if (value === undefined) return undefined;
+    return extraConfig[`${key}.encoding`] === 'base64' ? Buffer.from(value, 'base64').toString('utf8') : value;
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        const listing = JSON.parse(await sim.govc(['ls', '-json', folder])) as { elements?: Array<{ Object?: { self?: { type: string; value: string }; name?: string; config?: { annotation?: string; extraConfig?: Array<{ key: string; value: unknown }> }; runtime?: { powerState?: string } } }> | null };
+        for (const e of listing.elements ?? []) {
+          const o = e.Object;
+          if (o?.self?.type !== 'VirtualMachine' || o.runtime?.powerState !== 'poweredOn') continue;
+          const ref = `VirtualMachine:${o.self.value}`;
+          if (played.has(ref) || refused.has(ref)) continue;
+          const extraConfig = Object.fromEntries((o.config?.extraConfig ?? []).map((x) => [x.key, String(x.value)]));
+          const metaData = decode(extraConfig, 'guestinfo.metadata');
+          if (!metaData) continue;
+          const hostname = /^local-hostname: '?([^'\n]+)'?$/m.exec(metaData)?.[1];
+          if (!hostname) continue;
+          const vm: PlayedVm = { ref, name: o.name ?? '', annotation: o.config?.annotation ?? '', extraConfig, metaData, userData: decode(extraConfig, 'guestinfo.userdata'), hostname };
+          if (options.accept && !options.accept(vm)) {
+            refused.add(ref);
+            continue;
+          }
+          await sim.govc(['vm.change', '-vm', ref, '-e', `guestinfo.kubedos.ready=${hostname}`, '-e', `SET.guest.ipAddress=${options.ip ?? '127.0.0.1'}`]);
+          played.set(ref, vm);
+        }
+      } catch {
+        /* a VM went away between listing and change: next round */
+      }
+      await sleep(options.intervalMs ?? 200);
+    }
+  })();
+  return {
+    played,
+    refused,
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
+}

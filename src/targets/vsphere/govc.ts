@@ -231,7 +231,7 @@ export class Govc {
     if (/x509:|tls: failed to verify|certificate is not valid|certificate signed by unknown authority/.test(stderr)) {
       return new VsphereCertificateError(this.target, endpoint, `it does not verify against ${this.spec.tls.caFile ? `tls.caFile ${this.spec.tls.caFile}` : 'the pinned thumbprint'} (${lastLine(stderr)})`);
     }
-    if (/InvalidLogin|incorrect user name or password|Cannot complete login/i.test(stderr)) {
+    if (/InvalidLogin|Login failure|incorrect user name or password|Cannot complete login/i.test(stderr)) {
       return new VsphereCredentialsError(this.target, `${endpoint} refused the login of the configured user`, 'check the user name and password the target names (and that the account is not locked)');
     }
     if (/connection refused|no such host|i\/o timeout|connection reset|TLS handshake timeout|context deadline exceeded|\bEOF\b|ServiceUnavailable|503 Service Unavailable|HostCommunication|network is unreachable/i.test(stderr) || err.signal === 'timeout') {

@@ -74,7 +74,7 @@ export async function resolveRef(ref: Ref, target: string, what: string): Promis
 
 /** `host:port` as govmomi keys thumbprints (443 when the URL has no port). */
 export function thumbprintHost(url: URL): string {
-  return `${url.hostname.includes(':') ? `[${url.hostname}]` : url.hostname}:${url.port || '443'}`;
+  return `${url.hostname}:${url.port || '443'}`; // an IPv6 hostname keeps its brackets
 }
 
 /** A counting semaphore: at most `limit` holders at once. */

@@ -48,6 +48,7 @@ const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBx2k1yq5cXzRk0m9YV0l3cJvY8QdYg
 let tmp: string;
 let vc: Vcsim;
 let source: ImageSource;
+let qcow2: string;
 const govc = { path: GOVC, calls: (): ReturnType<ReturnType<typeof recordingGovc>['calls']> => [] };
 const players: GuestPlayer[] = [];
 
@@ -111,6 +112,7 @@ beforeAll(async () => {
   process.env[PASSWORD_VAR] = VCSIM_PASSWORD;
   const [img, sim] = await Promise.all([builtImage(), startVcsim({ trace: true })]);
   vc = sim;
+  qcow2 = img.artifacts.qcow2!;
   const ova = img.manifest.artifacts.find((a) => a.format === 'ova')!;
   source = { name: img.manifest.image.name, digest: 'e'.repeat(64), artifact: { format: 'ova', sha256: ova.sha256, size: ova.size, path: img.artifacts.ova! } };
 });
@@ -123,6 +125,15 @@ afterAll(async () => {
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
   // vcsim's datastore folders went with its own TMPDIR.
   expect(vc && existsSync(vc.dir)).toBe(false);
+});
+
+test('the OVA vcsim imports carries the very disk the QEMU boot test boots (vcsim keeps no disk bytes)', async () => {
+  const dir = await fs.mkdtemp(path.join(tmp, 'ova-'));
+  const names = execFileSync('tar', ['-tf', source.artifact!.path], { encoding: 'utf8' }).trim().split('\n');
+  const disk = names.find((n) => n.endsWith('.vmdk'))!;
+  execFileSync('tar', ['-xf', source.artifact!.path, '-C', dir, disk]);
+  expect(execFileSync('qemu-img', ['compare', '-f', 'vmdk', '-F', 'qcow2', path.join(dir, disk), qcow2], { encoding: 'utf8' })).toContain('Images are identical');
+  await fs.rm(dir, { recursive: true, force: true });
 });
 
 describe('vCenter (vcsim)', () => {

@@ -28,6 +28,7 @@ import { renderNocloud } from '../../src/targets/nocloud';
 import { createDriver } from '../../src/targets';
 import { VsphereDriver } from '../../src/targets/vsphere/driver';
 import { vsphere, type VsphereTargetSpec } from '../../src/targets/vsphere/index';
+import { cloneName } from '../../src/targets/vsphere/records';
 import { deployUpdate, fleetWorkflowId, scaleUpdate, teardownSignal, type FleetInput } from '../../workflows/fleet-api';
 import { readyCount, waitForStatus } from '../support/fleet';
 import { builtImage } from '../support/images';
@@ -251,7 +252,8 @@ describe('vCenter (vcsim)', () => {
     const r = request(`${platform}-solo-0001`, 'solo-1', labelsOf('solo'), prepared);
     const callsBefore = govc.calls().length;
     expect(await d.create(r, {})).toEqual(publicPart(r.identity));
-    const clone = requests(vc, 'CloneVM_Task').find((x) => x.includes(`<name>${r.nodeId}</name>`))!;
+    // Cloned under the node's reserved name, then renamed once its record was on it.
+    const clone = requests(vc, 'CloneVM_Task').find((x) => x.includes(`<name>${cloneName(r.nodeId)}</name>`))!;
     expect(clone).toContain('<diskMoveType>createNewChildDiskBacking</diskMoveType>');
     expect(clone).toMatch(/<snapshot type="VirtualMachineSnapshot">/);
 
@@ -277,21 +279,40 @@ describe('vCenter (vcsim)', () => {
 
     // A retried create (a new identity, as a retried activity generates) keeps the VM and its identity.
     expect(await driver(vc).create({ ...r, identity: generateIdentity('solo-1') }, {})).toEqual(publicPart(r.identity));
-    expect((await vmNames(vc, '/DC0/vm/kubedos')).filter((n) => n.startsWith(r.nodeId))).toEqual([r.nodeId]);
+    expect((await vmNames(vc, '/DC0/vm/kubedos')).filter((n) => n.startsWith(r.nodeId) || n.startsWith('kubedos-clone-'))).toEqual([r.nodeId]);
     // The same node for another image is refused, not reused.
     await expect(d.create({ ...r, labels: { ...r.labels, imageDigest: 'c'.repeat(64) } }, {})).rejects.toBeInstanceOf(NodeImageConflictError);
   });
 
-  test('a create interrupted between clone and identity is adopted by the retry, with the retry\'s identity', async () => {
+  test('a create interrupted after the clone, or before the rename, is finished by the retry: one VM, the retry\'s identity', async () => {
     const d = driver(vc);
+    const clones = () => requests(vc, 'CloneVM_Task').length;
+    const halfMade = async (nodeId: string) =>
+      vc.govc(['vm.clone', '-vm', prepared.location, '-link', '-snapshot', 'kubedos-base', '-folder', '/DC0/vm/kubedos', '-pool', '/DC0/host/DC0_C0/Resources', '-on=false', cloneName(nodeId)]);
+    // What a worker killed right after the clone leaves: the clone under the node's reserved name, nothing on it.
     const r = request(`${platform}-solo-0002`, 'solo-2', labelsOf('solo'), prepared);
-    // What the first attempt left: the clone with its record, no identity yet.
-    await vc.govc(['vm.clone', '-vm', prepared.location, '-link', '-snapshot', 'kubedos-base', '-folder', '/DC0/vm/kubedos', '-pool', '/DC0/host/DC0_C0/Resources', '-on=false', '-annotation', JSON.stringify({ kubedos: 1, kind: 'node', nodeId: r.nodeId, labels: r.labels }), r.nodeId]);
-    const clones = requests(vc, 'CloneVM_Task').length;
+    await halfMade(r.nodeId);
+    const before = clones();
     expect(await d.create(r, {})).toEqual(publicPart(r.identity));
-    expect(requests(vc, 'CloneVM_Task').length).toBe(clones);
-    const extra = extraConfigOf((await vc.props(`/DC0/vm/kubedos/${r.nodeId}`, 'config.extraConfig'))['config.extraConfig']);
-    expect(JSON.parse(extra['kubedos.identity']!)).toEqual(publicPart(r.identity));
+    expect(clones()).toBe(before);
+    const props = await vc.props(`/DC0/vm/kubedos/${r.nodeId}`, 'config.annotation', 'config.extraConfig', 'config.hardware.memoryMB');
+    expect(JSON.parse(props['config.annotation'] as string)).toEqual({ kubedos: 1, kind: 'node', nodeId: r.nodeId, labels: r.labels });
+    expect(props['config.hardware.memoryMB']).toBe(1024);
+    expect(JSON.parse(extraConfigOf(props['config.extraConfig'])['kubedos.identity']!)).toEqual(publicPart(r.identity));
+
+    // Killed after the reconfigure, before the rename: the record and identity are kept, the name given.
+    const r4 = request(`${platform}-solo-0004`, 'solo-4', labelsOf('solo'), prepared);
+    await halfMade(r4.nodeId);
+    const first = generateIdentity('solo-4');
+    await vc.govc(['vm.change', '-vm', `/DC0/vm/kubedos/${cloneName(r4.nodeId)}`, '-annotation', JSON.stringify({ kubedos: 1, kind: 'node', nodeId: r4.nodeId, labels: r4.labels }), '-e', `kubedos.identity=${JSON.stringify(publicPart(first))}`]);
+    expect(await d.create(r4, {})).toEqual(publicPart(first));
+    expect((await vmNames(vc, '/DC0/vm/kubedos')).filter((n) => n.startsWith('kubedos-clone-'))).toEqual([]);
+
+    // A half-made clone is destroyed with its node, even when it never got a name.
+    await halfMade(`${platform}-solo-0005`);
+    await d.destroy(`${platform}-solo-0005`, {});
+    await d.destroy(r4.nodeId, {});
+    expect((await vmNames(vc, '/DC0/vm/kubedos')).filter((n) => n.startsWith('kubedos-clone-') || n === r4.nodeId)).toEqual([]);
   });
 
   test("the image's own reader and readiness hook, run as the guest through a vmware-rpctool stand-in on the VM's extraConfig in vcsim", async () => {
@@ -381,7 +402,7 @@ describe('vCenter (vcsim)', () => {
     const d = driver(vc, { clone: 'full' });
     const r = request(`${platform}-full-0001`, 'full-1', labelsOf('full'), prepared);
     await d.create(r, {});
-    const clone = requests(vc, 'CloneVM_Task').find((x) => x.includes(`<name>${r.nodeId}</name>`))!;
+    const clone = requests(vc, 'CloneVM_Task').find((x) => x.includes(`<name>${cloneName(r.nodeId)}</name>`))!;
     expect(clone).not.toContain('createNewChildDiskBacking');
     expect(clone).not.toMatch(/<snapshot /);
     await d.destroy(r.nodeId, {});

@@ -12,7 +12,7 @@ import { parseSpec } from '../../src/platform';
 import { generateIdentity, publicPart } from '../../src/targets/identity';
 import { datastorePath } from '../../src/targets/vsphere/driver';
 import { parseJsonStream, resolveRef, Slots, thumbprintHost } from '../../src/targets/vsphere/govc';
-import { encodeRecord, identityOf, imageRecord, importName, nodeRecord, templateName } from '../../src/targets/vsphere/records';
+import { cloneName, encodeRecord, identityOf, imageRecord, importName, nodeRecord, templateName } from '../../src/targets/vsphere/records';
 
 const THUMB = '4C:3D:58:C2:80:EA:08:A0:67:53:79:A8:D5:3B:7C:77:6A:8A:40:EE:D1:80:4E:17:26:39:5B:D7:07:23:D4:D8';
 
@@ -107,6 +107,10 @@ describe('what the driver writes on VMs', () => {
     expect(imageRecord(encodeRecord({ ...record, state: 'done' as never }))).toBeUndefined();
     expect(templateName('b'.repeat(64))).toHaveLength(78);
     expect(importName('b'.repeat(64), 'deadbeef')).toBe(`kubedos-import-${'b'.repeat(16)}-deadbeef`);
+    // A clone's reserved name is the node's alone, whatever the id's length.
+    expect(cloneName('p-web-0001')).toMatch(/^kubedos-clone-[0-9a-f]{24}$/);
+    expect(cloneName('p-web-0001')).not.toBe(cloneName('p-web-0002'));
+    expect(cloneName('x'.repeat(80))).toHaveLength(38);
   });
 
   test('the public identity in extraConfig', () => {

@@ -13,15 +13,18 @@
  *   before a new import; a live one elsewhere is left alone, and two imports racing end with one
  *   template (the rename loser destroys its copy).
  * - create: vCenter: ONE `vm.clone` of the template, linked to its snapshot (a delta disk: seconds,
- *   whatever the image size) or full (`clone: full`), powered off, with the node's record in the
- *   annotation (platform, fleet, generation, image, digest) in that same call. ESXi (no vCenter,
- *   no clones): the template's disk is copied on the datastore to `<node id>/` and a VM created
- *   around it, its record likewise in the create call. Then ONE reconfigure gives it its identity:
+ *   whatever the image size) or full (`clone: full`), powered off, under the node's reserved name
+ *   `kubedos-clone-<hash of the node id>` (govc cannot clone and annotate in one call, so the name
+ *   is what marks a clone as this node's until its record is on it); then ONE reconfigure: the
+ *   node's record in the annotation (platform, fleet, generation, image, digest), CPUs and memory,
  *   guestinfo.metadata/.userdata (+ .encoding, ./guestinfo.ts) from 0600 files, never argv, and
- *   `kubedos.identity` (the public part). A retried create finds the VM by name in the folder and
- *   keeps it: with its identity when it has one, else (the first attempt died between the two
- *   calls) it gives it this attempt's. A racing clone of the same name fails on vCenter's
- *   name check and adopts the winner's VM: never two VMs for one node.
+ *   `kubedos.identity` (the public part); then a rename to the node id. A retried create picks up
+ *   wherever the first attempt died: a VM by the node id with its record is kept (with its identity,
+ *   or given this attempt's), a clone by the reserved name is finished. A racing clone of the same
+ *   name fails vCenter's name check and the loser finishes the winner's: never two VMs for one
+ *   node. ESXi (no vCenter, no clones): the template's disk is copied on the datastore to
+ *   `<node id>/` and a VM created around it with its record in that create call, then the same
+ *   reconfigure.
  * - start: power on. readiness: `guestinfo.kubedos.ready` equals the node's hostname (the image's
  *   ready.d hook sets it). The first time the driver sees it, it removes guestinfo.userdata — the
  *   private host key — from the VM's configuration (the node's own info-set would not reach the
@@ -43,7 +46,7 @@ import { GOVC_TIMEOUT, Govc, govcStderr, isAlreadyExists, isNotFound } from './g
 import { GUESTINFO_READY_KEY, guestinfoDocuments, SECRET_GUESTINFO_KEYS } from './guestinfo';
 import { vsphere, type VsphereTargetSpec } from './index';
 import { resolvePlacement, vmAt, vmsIn, type Placement, type VmInfo } from './inventory';
-import { BASE_SNAPSHOT, encodeRecord, identityOf, IDENTITY_KEY, imageRecord, importName, nodeRecord, templateName, type ImageRecord, type NodeRecord } from './records';
+import { BASE_SNAPSHOT, cloneName, encodeRecord, identityOf, IDENTITY_KEY, imageRecord, importName, nodeRecord, templateName, type ImageRecord, type NodeRecord } from './records';
 
 const MiB = 1024 * 1024;
 /** An import older than this is dead wherever it ran: the prepare activity's start-to-close is 2 h. */
@@ -252,22 +255,62 @@ export class VsphereDriver implements TargetDriver {
     if (!template.startsWith(`${p.folder}/kubedos-image-`) || !/\/kubedos-image-[0-9a-f]{64}$/.test(template)) {
       throw new TypeError(`image location ${JSON.stringify(template)} is not a prepared template of ${this.name}`);
     }
-    for (let round = 0; ; round++) {
+    const record: NodeRecord = { kubedos: 1, kind: 'node', nodeId, labels: request.labels };
+    for (let round = 0; round < 3; round++) {
       const existing = await vmAt(this.govc, p.folder, nodeId, ctx);
       if (existing) return this.adopt(existing, request, p, ctx);
-      const record: NodeRecord = { kubedos: 1, kind: 'node', nodeId, labels: request.labels };
-      try {
-        await (p.vcenter ? this.cloneNode(template, record, p, ctx) : this.copyNode(template, record, p, ctx));
-      } catch (err) {
-        // Made meanwhile (a racing or earlier attempt's clone finished first): adopt it.
-        if (isAlreadyExists(err) && round === 0) continue;
-        throw err;
+      if (!p.vcenter) {
+        try {
+          await this.copyNode(template, record, p, ctx);
+        } catch (err) {
+          if (isAlreadyExists(err)) continue; // made meanwhile: adopt it
+          throw err;
+        }
+        continue;
       }
-      const made = await vmAt(this.govc, p.folder, nodeId, ctx);
-      if (!made) throw new KubedosError(`target ${this.name}: ${nodeId} was made but is not in ${p.folder}`, undefined, { retryable: true });
-      logger.info({ target: this.name, nodeId, vm: made.ref }, 'vsphere vm created');
-      return this.adopt(made, request, p, ctx);
+      // vCenter: clone under the node's reserved name, give it record, shape and identity in one
+      // reconfigure, then rename it to the node id (see the file comment).
+      const temp = cloneName(nodeId);
+      let clone = await vmAt(this.govc, p.folder, temp, ctx);
+      if (!clone) {
+        try {
+          await this.cloneNode(template, temp, p, ctx);
+        } catch (err) {
+          if (isAlreadyExists(err)) continue; // a racing or earlier attempt's clone: finish it
+          throw err;
+        }
+        clone = await vmAt(this.govc, p.folder, temp, ctx);
+        if (!clone) throw new KubedosError(`target ${this.name}: ${temp} was cloned but is not in ${p.folder}`, undefined, { retryable: true });
+      }
+      return await this.finishClone(clone, request, p, ctx);
     }
+    throw new KubedosError(`target ${this.name}: node ${nodeId} did not settle (made and removed meanwhile?)`, undefined, { retryable: true });
+  }
+
+  /** A clone under the node's reserved name: KubeDos's when it has no record yet, the template's (inherited), or this node's. */
+  private cloneIsOurs(vm: VmInfo, nodeId: string): boolean {
+    if (vm.template) return false;
+    return !vm.annotation || imageRecord(vm.annotation) !== undefined || nodeRecord(vm.annotation)?.nodeId === nodeId;
+  }
+
+  /** Record, shape and identity for a clone (unless it has them), then its node id as its name. */
+  private async finishClone(clone: VmInfo, request: CreateNodeRequest, p: Placement, ctx: DriverContext): Promise<PublicIdentity> {
+    if (!this.cloneIsOurs(clone, request.nodeId)) throw new VsphereNotOwnedError(this.name, `${p.folder}/${clone.name}`, `the clone of node ${request.nodeId}`);
+    const record = nodeRecord(clone.annotation);
+    if (record && record.labels.imageDigest !== request.labels.imageDigest) throw new NodeImageConflictError(`${this.name} (${clone.ref})`, request.nodeId, record.labels.imageDigest);
+    const identity = (record && identityOf(clone.extraConfig)) || (await this.giveIdentity(clone, request, ctx));
+    try {
+      await this.govc.run(['object.rename', clone.ref, request.nodeId], ctx);
+    } catch (err) {
+      // The node's name was taken meanwhile: by another worker finishing this node (keep its VM), or by someone else.
+      const other = await vmAt(this.govc, p.folder, request.nodeId, ctx);
+      if (!other) throw err;
+      if (nodeRecord(other.annotation)?.nodeId !== request.nodeId || other.template) throw new VsphereNotOwnedError(this.name, `${p.folder}/${request.nodeId}`, `node ${request.nodeId}`);
+      await this.destroyVm(clone, ctx);
+      return this.adopt(other, request, p, ctx);
+    }
+    logger.info({ target: this.name, nodeId: request.nodeId, vm: clone.ref }, 'vsphere vm created');
+    return identity;
   }
 
   /** Keep an existing VM of this node: its identity if it has one, else this request's. */
@@ -275,15 +318,23 @@ export class VsphereDriver implements TargetDriver {
     const record = vm.template ? undefined : nodeRecord(vm.annotation);
     if (record?.nodeId !== request.nodeId) throw new VsphereNotOwnedError(this.name, `${p.folder}/${vm.name}`, `node ${request.nodeId}`);
     if (record.labels.imageDigest !== request.labels.imageDigest) throw new NodeImageConflictError(`${this.name} (${vm.ref})`, request.nodeId, record.labels.imageDigest);
-    const identity = identityOf(vm.extraConfig);
-    if (identity) return identity;
+    return identityOf(vm.extraConfig) ?? (await this.giveIdentity(vm, request, ctx));
+  }
+
+  /**
+   * ONE reconfigure: the node's record in the annotation, its CPUs and memory, the guestinfo
+   * documents from 0600 files (the user-data holds the private key) and the public identity.
+   */
+  private async giveIdentity(vm: VmInfo, request: CreateNodeRequest, ctx: DriverContext): Promise<PublicIdentity> {
+    const record: NodeRecord = { kubedos: 1, kind: 'node', nodeId: request.nodeId, labels: request.labels };
     const docs = guestinfoDocuments({ instanceId: request.nodeId, identity: request.identity, authorizedKeys: request.authorizedKeys });
     const pub = publicPart(request.identity);
-    // One reconfigure: the documents from 0600 files (the user-data holds the private key), the public identity beside them.
     await this.withSecrets({ metadata: docs['guestinfo.metadata'], userdata: docs['guestinfo.userdata'] }, (files) =>
       this.govc.run(
         [
           'vm.change', '-vm', vm.ref,
+          '-annotation', encodeRecord(record),
+          '-c', String(this.spec.cpus), '-m', String(Math.floor(this.spec.memory / MiB)),
           '-f', `guestinfo.metadata=${files.metadata}`,
           '-e', `guestinfo.metadata.encoding=${docs['guestinfo.metadata.encoding']}`,
           '-f', `guestinfo.userdata=${files.userdata}`,
@@ -297,24 +348,28 @@ export class VsphereDriver implements TargetDriver {
     return pub;
   }
 
-  /** CPUs, memory and the NIC (vmxnet3 on the target's port group) of every node. */
-  private shape(p: Placement): string[] {
-    return ['-c', String(this.spec.cpus), '-m', String(Math.floor(this.spec.memory / MiB)), '-net', p.network, '-net.adapter', 'vmxnet3'];
+  /** The NIC of every node: vmxnet3 on the target's port group. */
+  private nic(p: Placement): string[] {
+    return ['-net', p.network, '-net.adapter', 'vmxnet3'];
   }
 
-  /** vCenter: one clone of the template, linked to its snapshot unless `clone: full`, with the record. */
-  private async cloneNode(template: string, record: NodeRecord, p: Placement, ctx: DriverContext): Promise<void> {
+  /**
+   * vCenter: one clone of the template under `name`, linked to its snapshot unless `clone: full`,
+   * powered off. Nothing else is asked of govc here: with -c, -m or -annotation it would send a
+   * reconfigure of its own after the clone, and a worker dying between the two would leave a
+   * clone without its record.
+   */
+  private async cloneNode(template: string, name: string, p: Placement, ctx: DriverContext): Promise<void> {
     await this.govc.run(
       [
         'vm.clone', '-vm', template,
         ...(this.spec.clone === 'linked' ? ['-link', '-snapshot', BASE_SNAPSHOT] : []),
         '-folder', p.folder, '-pool', p.pool, ...(p.host ? ['-host', p.host] : []), '-ds', p.datastore,
-        '-on=false', ...this.shape(p),
-        '-annotation', encodeRecord(record),
-        record.nodeId,
+        '-on=false', ...this.nic(p),
+        name,
       ],
       ctx,
-      { timeoutMs: GOVC_TIMEOUT.task, step: `clone ${record.nodeId}` },
+      { timeoutMs: GOVC_TIMEOUT.task, step: `clone ${name}` },
     );
   }
 
@@ -334,7 +389,7 @@ export class VsphereDriver implements TargetDriver {
     await this.govc.run(
       [
         'vm.create', '-on=false', '-ds', p.datastore, '-pool', p.pool, ...(p.host ? ['-host', p.host] : []),
-        ...this.shape(p), '-g', guestId, '-firmware', firmware,
+        '-c', String(this.spec.cpus), '-m', String(Math.floor(this.spec.memory / MiB)), ...this.nic(p), '-g', guestId, '-firmware', firmware,
         '-disk.controller', 'lsilogic', '-disk', `${dir}/${dir}.vmdk`, '-link=false',
         '-annotation', encodeRecord(record),
         record.nodeId,
@@ -390,9 +445,12 @@ export class VsphereDriver implements TargetDriver {
     const p = await this.placement(ctx);
     const named = await vmAt(this.govc, p.folder, nodeId, ctx);
     let mine = named && !named.template && nodeRecord(named.annotation)?.nodeId === nodeId ? [named] : [];
-    if (named && !mine.length) logger.warn({ target: this.name, nodeId, vm: named.ref }, 'a VM with the node\'s name is not KubeDos\'s: left alone');
+    if (named && !mine.length) logger.warn({ target: this.name, nodeId, vm: named.ref }, "a VM with the node's name is not KubeDos's: left alone");
     // Renamed by hand? Ours are still recognised by their record.
     if (!named) mine = (await vmsIn(this.govc, p.folder, ctx)).filter((vm) => !vm.template && nodeRecord(vm.annotation)?.nodeId === nodeId);
+    // A clone that never got its name (its create died half-way).
+    const clone = p.vcenter ? await vmAt(this.govc, p.folder, cloneName(nodeId), ctx) : undefined;
+    if (clone && this.cloneIsOurs(clone, nodeId) && !mine.some((vm) => vm.ref === clone.ref)) mine.push(clone);
     for (const vm of mine) await this.destroyVm(vm, ctx);
     // ESXi: the node's directory (a VM's files go with it; this is what a create that died left).
     if (!p.vcenter && (!named || mine.length)) await this.govc.run(['datastore.rm', '-f', '-ds', p.datastore, nodeId], ctx);

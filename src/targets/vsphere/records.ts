@@ -1,10 +1,11 @@
 /**
  * What KubeDos writes on the VMs it makes, and reads back to know they are its own.
  *
- * - The annotation (vSphere's "Notes") holds a one-line JSON record, set in the same call that
- *   makes the VM (`vm.clone -annotation`, `vm.create -annotation`, the OVA import's options), so a
- *   VM exists with its record or not at all: a node's id and labels (platform, fleet, generation,
- *   image, image digest), or an image's digest and import state.
+ * - The annotation (vSphere's "Notes") holds a one-line JSON record: a node's id and labels
+ *   (platform, fleet, generation, image, image digest), or an image's digest and import state.
+ *   It is set in the call that makes the VM where govc allows (`vm.create -annotation`, the OVA
+ *   import's options); a vCenter clone gets it in the reconfigure right after the clone, and until
+ *   then its reserved name (`cloneName`) is what says whose it is.
  * - extraConfig `kubedos.identity` holds the node's public identity (hostname, machine-id, host
  *   key and fingerprint), set together with the guestinfo documents in one reconfigure; a node
  *   record without it is a node whose create was interrupted before its identity was given.
@@ -12,6 +13,7 @@
  * A VM is KubeDos's only when it is in the folder KubeDos owns and its annotation parses as such a
  * record; one edited by hand is an orphan nobody touches.
  */
+import { createHash } from 'node:crypto';
 import type { NodeLabels } from '../driver';
 import type { PublicIdentity } from '../identity';
 
@@ -21,6 +23,11 @@ export const IDENTITY_KEY = 'kubedos.identity';
 export const BASE_SNAPSHOT = 'kubedos-base';
 /** Name of an image's template: the artifact's sha256. */
 export const templateName = (sha256: string) => `kubedos-image-${sha256}`;
+/**
+ * Reserved name of a node's clone until its record is set and it is renamed to the node id (govc
+ * cannot clone and annotate in one call): a VM by this name in KubeDos's folder is that node's.
+ */
+export const cloneName = (nodeId: string) => `kubedos-clone-${createHash('sha256').update(nodeId).digest('hex').slice(0, 24)}`;
 /** Name of an import in progress (unique per attempt; renamed to templateName when complete). */
 export const importName = (sha256: string, attempt: string) => `kubedos-import-${sha256.slice(0, 16)}-${attempt}`;
 

@@ -86,8 +86,8 @@ CMD ["node", "dist/workers/kvm.js"]
 # database), statically, at the version scripts/setup pins, and copy only the binary.
 FROM golang:1.24.6-bookworm AS govc
 RUN CGO_ENABLED=0 GOBIN=/out go install -trimpath \
-      -ldflags "-s -w -X github.com/vmware/govmomi/govc/flags.BuildVersion=0.43.0" \
-      github.com/vmware/govmomi/govc@v0.43.0
+      -ldflags "-s -w -X github.com/vmware/govmomi/govc/flags.BuildVersion=0.46.3" \
+      github.com/vmware/govmomi/govc@v0.46.3
 
 # vsphere: ESXi/vSphere through govc.
 FROM runtime AS worker-vsphere

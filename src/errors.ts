@@ -504,3 +504,71 @@ export class AwsImportFailedError extends KubedosError {
     super(`target ${target}: import task ${importTaskId} ${status}: ${statusMessage || '(no status message)'}`, hint);
   }
 }
+
+// --- vsphere (src/targets/vsphere) ---
+
+/** The credentials a vsphere target names cannot be read on this worker, or vCenter/ESXi refused them. */
+export class VsphereCredentialsError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly detail: string,
+    hint = "set the variables (or files) the target's credentials name in the vsphere worker's environment, with an account vCenter accepts",
+  ) {
+    super(`target ${target}: ${detail}`, hint);
+  }
+}
+
+/** vCenter/ESXi presented a certificate that the target's pinned thumbprint or CA file does not vouch for. */
+export class VsphereCertificateError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly endpoint: string,
+    readonly detail: string,
+  ) {
+    super(
+      `target ${target}: refusing the certificate of ${endpoint}: ${detail}`,
+      "if vCenter's certificate was legitimately replaced, read the new thumbprint where you trust the network (vCenter's UI, or `govc about.cert -k -thumbprint` on the management network) and update tls.thumbprint; otherwise do not connect: the connection may be intercepted",
+    );
+  }
+}
+
+/** vCenter/ESXi could not be reached, timed out or is busy: the same step may succeed later. */
+export class VsphereUnavailableError extends KubedosError {
+  static override readonly retryable = true;
+  constructor(
+    readonly target: string,
+    readonly detail: string,
+  ) {
+    super(`target ${target}: vSphere is not reachable: ${detail}`, 'check that vCenter/ESXi is up and reachable from the vsphere worker (url, firewall, proxy)');
+  }
+}
+
+/** An inventory object the spec names (datacenter, cluster, host, pool, datastore, network) does not exist. */
+export class VsphereInventoryError extends KubedosError {
+  constructor(
+    readonly target: string,
+    /** The spec field, e.g. `datastore`. */
+    readonly field: string,
+    readonly value: string | undefined,
+    /** What the inventory does hold there. */
+    readonly candidates: readonly string[],
+  ) {
+    const there = candidates.length ? candidates.slice(0, 12).join(', ') + (candidates.length > 12 ? ', …' : '') : 'none';
+    super(
+      value === undefined ? `target ${target}: ${field} must be set: there is more than one (${there})` : `target ${target}: ${field} ${JSON.stringify(value)} not found in the vSphere inventory`,
+      `set targets.${target}.${field} to one of: ${there}`,
+    );
+  }
+}
+
+/** A VM with a name KubeDos uses (a node id, a template) exists, but KubeDos did not make it: never touched. */
+export class VsphereNotOwnedError extends KubedosError {
+  constructor(
+    readonly target: string,
+    /** Inventory path of the VM. */
+    readonly vm: string,
+    readonly what: string,
+  ) {
+    super(`target ${target}: refusing to use or touch ${vm}: it is not ${what} made by KubeDos`, "KubeDos only uses and destroys VMs whose annotation carries its record; rename or remove the other VM by hand, or point the target's folder elsewhere");
+  }
+}

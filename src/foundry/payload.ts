@@ -6,14 +6,17 @@
  * - `kubedos-firstboot.service`: runs once, before sshd. It is THE hook for deploy-time identity:
  *   executables in /usr/lib/kubedos/metadata.d run first — the NoCloud reader
  *   (nocloud-reader.ts: hostname, host keys, authorized keys, machine-id from a `cidata` seed) and
- *   the MMDS reader (mmds-reader.ts: the same documents from Firecracker's MMDS) are two; then, only when no metadata supplied host keys, they are generated (`ssh-keygen -A`);
+ *   the MMDS reader (mmds-reader.ts: the same documents from Firecracker's MMDS) and the
+ *   guestinfo reader (guestinfo-reader.ts: the same from VMware guestinfo) are three; then, only when no metadata supplied host keys, they are generated (`ssh-keygen -A`);
  *   their fingerprints are printed on the console as `kubedos: hostkey …`; then the plan's
  *   first-boot scripts (/usr/lib/kubedos/firstboot.d) run in order.
  * - an ssh.service drop-in that resets ExecStartPre (Debian's `sshd -t` fails without host keys)
  *   and generates keys when there are none, so sshd starts even if first boot was skipped.
  * - `kubedos-ready.service`: prints `kubedos: ready <hostname>` on the console once
  *   multi-user.target is reached — and only after first boot succeeded, so a ready node always
- *   carries the identity its metadata gave it.
+ *   carries the identity its metadata gave it; then runs the platform reporters in
+ *   /usr/lib/kubedos/ready.d with the hostname (guestinfo-reader.ts: `guestinfo.kubedos.ready`
+ *   on VMware), each of which decides whether it applies.
  * - networking: systemd-networkd enabled with DHCP on every wired NIC (a plan's own
  *   /etc/systemd/network files sorting earlier take precedence), so a node is reachable (SSH health
  *   checks, forwarded ports) without any per-node configuration.
@@ -24,6 +27,7 @@
  * reader writes the seed's.
  */
 import { EC2_READER, EC2_READER_PATH } from './ec2-reader';
+import { GUESTINFO_READER, GUESTINFO_READER_PATH, GUESTINFO_READY, GUESTINFO_READY_PATH } from './guestinfo-reader';
 import { MMDS_READER, MMDS_READER_PATH } from './mmds-reader';
 import { NOCLOUD_AWK, NOCLOUD_AWK_PATH, NOCLOUD_READER, NOCLOUD_READER_PATH } from './nocloud-reader';
 import type { BuildPlan } from './plan';
@@ -87,6 +91,10 @@ const READY_SCRIPT = `#!/bin/sh
 line="kubedos: ready $(uname -n)"
 printf '\\r\\n%s\\r\\n' "$line" > /dev/console
 echo "$line"
+# Platform reporters (guestinfo on VMware, …): each decides whether it applies.
+for hook in /usr/lib/kubedos/ready.d/*; do
+  if [ -x "$hook" ]; then "$hook" "$(uname -n)" || echo "kubedos: ready hook $hook failed"; fi
+done
 `;
 
 const READY_UNIT = `[Unit]
@@ -179,12 +187,15 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     ),
     { kind: 'dir', path: '/usr/lib/kubedos/metadata.d', mode: 0o755, owner: 'root:root' },
     { kind: 'dir', path: '/usr/lib/kubedos/firstboot.d', mode: 0o755, owner: 'root:root' },
+    { kind: 'dir', path: '/usr/lib/kubedos/ready.d', mode: 0o755, owner: 'root:root' },
     file('/usr/lib/kubedos/firstboot', FIRSTBOOT_SCRIPT, 0o755),
     file('/usr/lib/kubedos/hostkeys', HOSTKEYS_SCRIPT, 0o755),
     file(NOCLOUD_AWK_PATH, NOCLOUD_AWK),
     file(NOCLOUD_READER_PATH, NOCLOUD_READER, 0o755),
     file(MMDS_READER_PATH, MMDS_READER, 0o755),
     file(EC2_READER_PATH, EC2_READER, 0o755),
+    file(GUESTINFO_READER_PATH, GUESTINFO_READER, 0o755),
+    file(GUESTINFO_READY_PATH, GUESTINFO_READY, 0o755),
     file('/usr/lib/kubedos/ready', READY_SCRIPT, 0o755),
     ...unitEntries('kubedos-firstboot.service', FIRSTBOOT_UNIT, true),
     ...unitEntries('kubedos-ready.service', READY_UNIT, true),

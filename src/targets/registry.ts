@@ -7,3 +7,4 @@ export { aws } from './aws';
 export { hollow } from './hollow';
 export { proxmox } from './proxmox';
 export { qemu } from './qemu';
+export { vsphere } from './vsphere';

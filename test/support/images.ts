@@ -15,14 +15,17 @@ export function testImagesRoot(): string {
   return process.env.KUBEDOS_TEST_IMAGES || path.join(os.tmpdir(), 'kubedos-test-images');
 }
 
-/** A small but complete node: kernel, systemd, sshd. */
+/**
+ * A small but complete node: kernel, systemd, sshd; and open-vm-tools, as images meant for vSphere
+ * carry (its OVA is what the vsphere tests import; vmtoolsd does not start outside VMware).
+ */
 export const TEST_PLAN: BuildPlan = {
   base: {
     suite: 'bookworm',
     mirror: 'http://deb.debian.org/debian',
     securityMirror: 'http://deb.debian.org/debian-security',
     components: ['main'],
-    packages: ['linux-image-amd64', 'systemd-sysv', 'udev', 'openssh-server', 'dbus', 'initramfs-tools', 'zstd', 'iproute2', 'ca-certificates'],
+    packages: ['linux-image-amd64', 'systemd-sysv', 'udev', 'openssh-server', 'dbus', 'initramfs-tools', 'zstd', 'iproute2', 'ca-certificates', 'open-vm-tools'],
     architecture: 'amd64',
   },
   sourceDateEpoch: 1700000000,

@@ -247,6 +247,7 @@ describe('targets', () => {
     const minimal: Record<string, Record<string, unknown>> = {
       aws: { region: 'eu-west-1', subnet: 'subnet-0123456789abcdef0', securityGroups: ['sg-0123456789abcdef0'], importBucket: 'kubedos-imports' },
       proxmox: { node: 'pve1', ssh: { host: 'pve1', hostKey: FINGERPRINT } },
+      vsphere: { url: 'https://vc.example/sdk', datastore: 'ds1', tls: { caFile: '/etc/ssl/vc.pem' } },
     };
     const doc = baseDoc();
     doc.fleets = {};

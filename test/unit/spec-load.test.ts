@@ -45,7 +45,7 @@ describe('examples', () => {
     const spec = await loadSpec(path.join(ROOT, 'examples', 'roles'));
     const roles = Object.values(spec.images).map((i) => i.role);
     expect(roles.sort()).toEqual(['etcd', 'grafana', 'lb', 'master', 'prometheus', 'storage', 'worker']);
-    expect(new Set(Object.values(spec.targets).map((t) => t.type))).toEqual(new Set(['proxmox', 'hollow']));
+    expect(new Set(Object.values(spec.targets).map((t) => t.type))).toEqual(new Set(['proxmox', 'vsphere', 'hollow']));
     expect(spec.fleets['scale-test'].replicas).toBe(1000);
   });
 });

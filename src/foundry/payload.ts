@@ -25,6 +25,7 @@
  */
 import { MMDS_READER, MMDS_READER_PATH } from './mmds-reader';
 import { NOCLOUD_AWK, NOCLOUD_AWK_PATH, NOCLOUD_READER, NOCLOUD_READER_PATH } from './nocloud-reader';
+import { NOCLOUD_NET_READER, NOCLOUD_NET_READER_PATH } from './nocloud-net-reader';
 import type { BuildPlan } from './plan';
 
 export type PayloadEntry =
@@ -182,6 +183,7 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     file('/usr/lib/kubedos/hostkeys', HOSTKEYS_SCRIPT, 0o755),
     file(NOCLOUD_AWK_PATH, NOCLOUD_AWK),
     file(NOCLOUD_READER_PATH, NOCLOUD_READER, 0o755),
+    file(NOCLOUD_NET_READER_PATH, NOCLOUD_NET_READER, 0o755),
     file(MMDS_READER_PATH, MMDS_READER, 0o755),
     file('/usr/lib/kubedos/ready', READY_SCRIPT, 0o755),
     ...unitEntries('kubedos-firstboot.service', FIRSTBOOT_UNIT, true),

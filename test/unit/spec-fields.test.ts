@@ -232,6 +232,12 @@ describe('targets', () => {
   test('every registered target type has a schema variant', () => {
     const minimal: Record<string, Record<string, unknown>> = {
       proxmox: { node: 'pve1', ssh: { host: 'pve1', hostKey: FINGERPRINT } },
+      baremetal: {
+        bootServer: { url: 'http://10.0.0.5:8780' },
+        credentials: { username: 'root', passwordEnv: 'BMC_PASSWORD' },
+        tls: { insecure: true },
+        machines: [{ name: 'm1', bmc: 'https://10.0.0.21', mac: '52:54:00:00:00:01', address: '10.0.1.21' }],
+      },
     };
     const doc = baseDoc();
     doc.fleets = {};

@@ -6,11 +6,13 @@
  * (KUBEDOS_CIDATA_DIR), so one parser and one set of rules apply whatever carried the identity;
  * a stock cloud-init image reads the same argument.
  *
- * First boot runs before the system's networking, so the reader puts a temporary address on the
- * NIC it booted from: `BOOTIF=01-<mac>` names it (the PXELINUX convention), `ip=<client>::<gw>:
+ * First boot does not wait for the system's networking, so the reader puts a temporary address on
+ * the NIC it booted from: `BOOTIF=01-<mac>` names it (the PXELINUX convention), `ip=<client>::<gw>:
  * <netmask>` gives the address the network boot got (iPXE expands both; see
- * src/targets/baremetal/media.ts), and it is removed again afterwards (systemd-networkd then runs
- * DHCP as usual). Without `ip=` the network is assumed to be up already.
+ * src/targets/baremetal/media.ts). The address is given a lifetime of two minutes rather than
+ * removed afterwards: systemd-networkd runs DHCP alongside first boot and is usually handed the
+ * same address (it makes the lifetime its lease's); removing it would take the node off the
+ * network. Without `ip=` the network is assumed to be up already.
  *
  * It runs only with that argument, so other platforms never wait on it; an unreachable server or
  * an empty answer applies nothing (the node then makes its own host keys). http:// only: the image
@@ -81,7 +83,6 @@ work=$(mktemp -d "\${TMPDIR:-/run}/kubedos-nocloud-net.XXXXXX")
 added="" iface="" routed=""
 cleanup() {
   if [ -n "$routed" ]; then ip route del "$routed" 2>/dev/null || true; fi
-  if [ -n "$added" ]; then ip addr del "$added" dev "$iface" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -103,7 +104,8 @@ if [ "\${KUBEDOS_NOCLOUD_NET_NO_LINK:-}" != 1 ] && [ -n "$ipconf" ] && [ -n "$bo
     while [ "$o" -gt 0 ]; do prefix=$((prefix + (o & 1))); o=$((o >> 1)); done
   done
   ip link set dev "$iface" up
-  if [[ $client =~ ^[0-9.]+$ ]] && ip addr add "$client/$prefix" dev "$iface" 2>/dev/null; then added="$client/$prefix"; fi
+  # Expires by itself (see above): the DHCP client of the system takes it over, or it goes.
+  if [[ $client =~ ^[0-9.]+$ ]] && ip addr add "$client/$prefix" dev "$iface" valid_lft 120 preferred_lft 120 2>/dev/null; then added="$client/$prefix"; fi
   if [ -n "$gateway" ] && [[ $host =~ ^[0-9.]+$ ]] && ip route add "$host/32" via "$gateway" dev "$iface" 2>/dev/null; then routed="$host/32"; fi
   say "asking $host:$port on $iface (\${added:-no address added})"
 fi

@@ -11,7 +11,7 @@ import { grubConfig, isoBootEntries, isolinuxConfig } from '../../src/foundry/fo
 import { loadSpec, parseSpec } from '../../src/platform/load';
 import { SpecError } from '../../src/errors';
 import { IPXE_ENTRY, parseRange, serveBoot } from '../../src/targets/baremetal/boot-server';
-import { dnsmasqArgv, hostsFile, parseLeases } from '../../src/targets/baremetal/dhcp';
+import { dnsmasqArgv, parseLeases } from '../../src/targets/baremetal/dhcp';
 import { chainScript, installGrub, installIsolinux, nodeIpxeScript, pxeNodeArgs } from '../../src/targets/baremetal/media';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -131,14 +131,20 @@ describe('media', () => {
 
 describe('DHCP for an isolated provisioning network', () => {
   test('dnsmasq answers only known machines, no DNS, iPXE the entry script and other ROMs iPXE over TFTP', () => {
-    const argv = dnsmasqArgv({ interface: 'enp2s0', range: ['10.0.0.100', '10.0.0.200'], netmask: '255.255.255.0', leaseTime: 3_600_000 }, { hosts: '/s/hosts', leases: '/s/leases', log: '/s/log' }, 'http://10.0.0.5:8780/ipxe');
+    const argv = dnsmasqArgv(
+      { interface: 'enp2s0', range: ['10.0.0.100', '10.0.0.200'], netmask: '255.255.255.0', leaseTime: 3_600_000 },
+      [{ mac: '52:54:00:00:00:01', address: '10.0.0.11' }, { mac: '52:54:00:00:00:02' }],
+      { leases: '/s/leases', log: '/s/log' },
+      'http://10.0.0.5:8780/ipxe',
+    );
     expect(argv).toEqual(
       expect.arrayContaining([
         '--port=0',
         '--interface=enp2s0',
         '--bind-interfaces',
         '--dhcp-range=10.0.0.100,10.0.0.200,255.255.255.0,3600',
-        '--dhcp-hostsfile=/s/hosts',
+        '--dhcp-host=52:54:00:00:00:01,10.0.0.11',
+        '--dhcp-host=52:54:00:00:00:02',
         '--dhcp-ignore=tag:!known',
         '--dhcp-boot=tag:ipxe,http://10.0.0.5:8780/ipxe',
         '--dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi',
@@ -147,7 +153,6 @@ describe('DHCP for an isolated provisioning network', () => {
         '--dhcp-option=option:router',
       ]),
     );
-    expect(hostsFile([{ mac: '52:54:00:00:00:01', address: '10.0.0.11' }, { mac: '52:54:00:00:00:02' }])).toBe('52:54:00:00:00:01,10.0.0.11\n52:54:00:00:00:02\n');
     expect(parseLeases('1796169181 52:54:00:bd:00:01 10.0.0.11 m1 ff:56\n')).toEqual(new Map([['52:54:00:bd:00:01', '10.0.0.11']]));
   });
 });

@@ -2,9 +2,11 @@
  * DHCP and TFTP for network boot on an isolated provisioning network, when the target spec asks
  * for it (`dhcp:`): one dnsmasq per target, detached (the machines keep their leases while a
  * worker restarts), found again by its pid and command line. It answers only the inventory's
- * machines that a node holds (a hosts file re-read on SIGHUP, everything else ignored), with no
- * DNS; iPXE clients are handed the boot server's entry script, other PXE ROMs first get iPXE over
- * TFTP from Debian's `ipxe` package (ipxe.efi for UEFI, undionly.kpxe for BIOS).
+ * machines that a node holds (`--dhcp-host` per machine, everything else ignored), with no DNS;
+ * iPXE clients are handed the boot server's entry script, other PXE ROMs first get iPXE over TFTP
+ * from Debian's `ipxe` package (ipxe.efi for UEFI, undionly.kpxe for BIOS). The machines are on its
+ * command line rather than in a hosts file because dnsmasq reads such files as `nobody`, and the
+ * state directory is private; a changed set restarts it (DHCP clients simply ask again).
  *
  * Networks with their own DHCP need these lines instead (see the README):
  *   dhcp-match=set:ipxe,175
@@ -15,7 +17,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../../errors';
-import { isOurProcess, logTail, spawnDaemon, stopProcess } from '../../exec/daemon';
+import { isOurProcess, logTail, processArgv, spawnDaemon, stopProcess } from '../../exec/daemon';
 import { logger } from '../../log';
 
 /** Where Debian's `ipxe` package puts the iPXE binaries served over TFTP. */
@@ -37,7 +39,7 @@ export interface DhcpHost {
 }
 
 /** dnsmasq's argv for a target (everything on the command line: no configuration file is read). */
-export function dnsmasqArgv(settings: DhcpSettings, files: { hosts: string; leases: string; log: string }, entryUrl: string, tftpRoot = IPXE_TFTP_ROOT): string[] {
+export function dnsmasqArgv(settings: DhcpSettings, hosts: readonly DhcpHost[], files: { leases: string; log: string }, entryUrl: string, tftpRoot = IPXE_TFTP_ROOT): string[] {
   const lease = Math.max(120, Math.round(settings.leaseTime / 1000));
   return [
     'dnsmasq',
@@ -48,7 +50,7 @@ export function dnsmasqArgv(settings: DhcpSettings, files: { hosts: string; leas
     '--bind-interfaces',
     '--except-interface=lo',
     `--dhcp-range=${settings.range[0]},${settings.range[1]},${settings.netmask},${lease}`,
-    `--dhcp-hostsfile=${files.hosts}`,
+    ...hosts.map((h) => `--dhcp-host=${h.address ? `${h.mac},${h.address}` : h.mac}`),
     '--dhcp-ignore=tag:!known',
     `--dhcp-leasefile=${files.leases}`,
     '--dhcp-authoritative',
@@ -65,11 +67,6 @@ export function dnsmasqArgv(settings: DhcpSettings, files: { hosts: string; leas
     '--log-dhcp',
     `--log-facility=${files.log}`,
   ];
-}
-
-/** dnsmasq's hosts file: `mac[,address]` per line. */
-export function hostsFile(hosts: readonly DhcpHost[]): string {
-  return hosts.map((h) => (h.address ? `${h.mac},${h.address}` : h.mac)).join('\n') + (hosts.length ? '\n' : '');
 }
 
 /** The addresses dnsmasq leased, by MAC (its lease file: `expiry mac ip hostname client-id`). */
@@ -96,32 +93,29 @@ export class DhcpServer {
   }
 
   private get files() {
-    return { hosts: path.join(this.dir, 'hosts'), leases: path.join(this.dir, 'leases'), log: path.join(this.dir, 'dnsmasq.log'), pid: path.join(this.dir, 'dnsmasq.pid'), daemon: path.join(this.dir, 'daemon.log') };
+    return { leases: path.join(this.dir, 'leases'), log: path.join(this.dir, 'dnsmasq.log'), pid: path.join(this.dir, 'dnsmasq.pid'), daemon: path.join(this.dir, 'daemon.log') };
   }
 
-  /** The running dnsmasq's pid (checked against its command line), if any. */
+  /** The running dnsmasq's pid (checked against its command line: its lease file is this target's), if any. */
   runningPid(): number | undefined {
     const pid = Number(readFileSyncOr(this.files.pid).trim());
-    return Number.isInteger(pid) && pid > 0 && isOurProcess(pid, this.files.hosts) ? pid : undefined;
+    return Number.isInteger(pid) && pid > 0 && isOurProcess(pid, this.files.leases) ? pid : undefined;
   }
 
-  /** Serve exactly these machines: write the hosts file, then start dnsmasq or make it re-read the file. */
+  /** Serve exactly these machines: a dnsmasq that already does is left alone, another one replaced. */
   async serve(hosts: readonly DhcpHost[]): Promise<void> {
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o755 });
-    const tmp = `${this.files.hosts}.tmp`;
-    await fs.writeFile(tmp, hostsFile(hosts), { mode: 0o644 });
-    await fs.rename(tmp, this.files.hosts);
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const argv = dnsmasqArgv(this.settings, hosts, this.files, this.entryUrl, this.tftpRoot);
     const pid = this.runningPid();
     if (pid) {
-      process.kill(pid, 'SIGHUP');
-      return;
+      if (JSON.stringify(processArgv(pid)?.slice(1)) === JSON.stringify(argv.slice(1))) return;
+      await stopProcess(pid, this.files.leases, 5_000);
     }
-    const argv = dnsmasqArgv(this.settings, this.files, this.entryUrl, this.tftpRoot);
     const child = spawnDaemon(argv, { logFile: this.files.daemon, detached: true });
     // It refuses at once (a taken port, a missing interface) or runs.
     for (let i = 0; i < 20; i++) {
       await sleep(100);
-      if (!isOurProcess(child, this.files.hosts)) {
+      if (!isOurProcess(child, this.files.leases)) {
         throw new ConfigError(`dnsmasq did not start on ${this.settings.interface}: ${logTail(this.files.daemon, 5) || logTail(this.files.log, 5) || 'no output'}`, 'check dhcp.interface (it must exist on this worker) and that no other DHCP server uses that network');
       }
     }
@@ -136,7 +130,7 @@ export class DhcpServer {
 
   async stop(): Promise<void> {
     const pid = this.runningPid();
-    if (pid) await stopProcess(pid, this.files.hosts, 5_000);
+    if (pid) await stopProcess(pid, this.files.leases, 5_000);
     await fs.rm(this.files.pid, { force: true });
   }
 }

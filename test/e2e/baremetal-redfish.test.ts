@@ -15,6 +15,7 @@
  *   (a new driver) in the middle.
  */
 import { mkdtempSync, promises as fs, readFileSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -220,9 +221,20 @@ describe('leases: a machine belongs to one node', () => {
   });
 });
 
-test('the virtual-media sequence on a fake machine: installer, power-off, cidata and disk, up; resumed by a new driver midway', async () => {
+/** The HTTP status of a GET (the boot server's certificate is self-signed). */
+function statusOf(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    https.get(url, { rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on('error', reject);
+  });
+}
+
+test('the virtual-media sequence on a fake machine, the boot server on HTTPS: installer, power-off, cidata and disk, up; resumed by a new driver midway', async () => {
   const bootPort = await freePort();
-  const s = spec({ machines: spec().machines.slice(0, 1) }, bootPort);
+  const serverCert = await makeCert(path.join(tmp, 'pki'), 'boot-server', '127.0.0.1');
+  const s = spec({ machines: spec().machines.slice(0, 1), bootServer: { url: `https://127.0.0.1:${bootPort}`, listen: '127.0.0.1', tls: { cert: serverCert.cert, key: serverCert.key } } }, bootPort);
   const first = driver('vm', s, 15_000);
   const image = await prepared(first);
   const identity = generateIdentity('web-0000');
@@ -233,7 +245,7 @@ test('the virtual-media sequence on a fake machine: installer, power-off, cidata
   expect(state.phase).toBe('installing');
   // sushy fetched the installer from the boot server: the job's URL, the repacked ISO's bytes.
   const cd = await bmc.client.get(`/redfish/v1/Systems/${SYSTEMS[0]!.uuid}/VirtualMedia/Cd`);
-  expect(cd).toMatchObject({ Image: `http://127.0.0.1:${bootPort}/j/${state.token}/${INSTALLER_FILE}`, Inserted: true });
+  expect(cd).toMatchObject({ Image: `https://127.0.0.1:${bootPort}/j/${state.token}/${INSTALLER_FILE}`, Inserted: true });
   expect(await bmc.bootOverride()).toEqual({ enabled: 'Continuous', target: 'Cd' });
   const installer = readFileSync(state.image.installer!, 'latin1');
   expect(installer).toContain('default install');
@@ -283,10 +295,10 @@ test('the virtual-media sequence on a fake machine: installer, power-off, cidata
   // Up: the cidata ISO is ejected and deleted, the job closed (its URLs answer 404 now).
   expect((await bmc.media()).inserted).toBe(false);
   expect(await fs.readdir(path.join(tmp, 'state', 'vm', 'seeds'))).toEqual([]);
-  const res = await fetch(`http://127.0.0.1:${bootPort}/j/${state.token}/${INSTALLER_FILE}`).catch(() => undefined);
-  expect(res?.status ?? 404).toBe(404);
+  expect(await statusOf(`https://127.0.0.1:${bootPort}/ipxe`)).toBe(200);
+  expect(await statusOf(`https://127.0.0.1:${bootPort}/j/${state.token}/${INSTALLER_FILE}`)).toBe(404);
   // In between, the virtual CD held the node's cidata ISO, which sushy fetched from the boot server.
-  expect(images).toContain(`http://127.0.0.1:${bootPort}/j/${state.token}/cidata.iso`);
+  expect(images).toContain(`https://127.0.0.1:${bootPort}/j/${state.token}/cidata.iso`);
 
   await second.destroy('p-web-0000', {});
   expect(await bmc.power()).not.toBe('On');

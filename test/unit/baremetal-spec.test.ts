@@ -83,6 +83,9 @@ describe('the spec', () => {
     ['virtual media without an address', target({ machines: [machine({ address: undefined })] }), /machines m1 have no address: an installed node is reached at its inventory address/],
     ['the same MAC twice', target({ machines: [machine(), machine({ name: 'm2', bmc: 'https://10.0.10.8', mac: '3c:ec:ef:10:07:01' })] }), /duplicate MAC address "3c:ec:ef:10:07:01"/],
     ['a bad disk', target({ machines: [machine({ disk: 'sda; reboot' })] }), /invalid disk "sda; reboot"/],
+    ['a boot server URL with a path', target({ bootServer: { url: 'http://10.0.0.5:8780/boot' } }), /bootServer\.url "http:\/\/10\.0\.0\.5:8780\/boot" must be scheme, host and port only/],
+    ['an https boot server without its certificate', target({ bootServer: { url: 'https://10.0.0.5:8443' } }), /an https:\/\/ bootServer\.url needs bootServer\.tls/],
+    ['a PXE boot server on https', target({ provisioning: 'pxe', bootServer: { url: 'https://10.0.0.5:8443', tls: { cert: '/c', key: '/k' } } }), /a PXE target's boot server is http/],
     ['dhcp with virtual media', target({ dhcp: { interface: 'eth1', range: ['10.0.0.100', '10.0.0.200'] } }), /dhcp is for provisioning: pxe/],
   ])('refused: %s', (_what, t, message) => {
     expect(problems(doc(t)).join('\n')).toMatch(message);

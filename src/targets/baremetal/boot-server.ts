@@ -14,6 +14,7 @@
  */
 import { createReadStream } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { BootServerUnavailableError } from '../../errors';
 import { logger } from '../../log';
@@ -45,8 +46,14 @@ echo KubeDos: no provisioning job for \${netX/mac} here; trying the next boot de
 exit 1
 `;
 
+/** A certificate and key (PEM) for serving HTTPS. */
+export interface BootServerTls {
+  cert: Buffer;
+  key: Buffer;
+}
+
 interface Shared {
-  server: http.Server;
+  server: http.Server | https.Server;
   resolvers: Set<BootResolver>;
   port: number;
 }
@@ -155,13 +162,13 @@ function handler(shared: Shared) {
  * Register `resolver` on the boot server at listen:port, starting it if this process has none
  * there yet. BootServerUnavailableError when the port is taken by something else.
  */
-export async function serveBoot(listen: string, port: number, resolver: BootResolver): Promise<BootServerHandle> {
+export async function serveBoot(listen: string, port: number, resolver: BootResolver, tls?: BootServerTls): Promise<BootServerHandle> {
   // Port 0 (the kernel picks one, in tests) is never shared.
-  const key = port === 0 ? `${listen}:0:${Math.random()}` : `${listen}:${port}`;
+  const key = port === 0 ? `${listen}:0:${Math.random()}` : `${tls ? 'https' : 'http'}://${listen}:${port}`;
   let pending = servers.get(key);
   if (!pending) {
     pending = new Promise<Shared>((resolveShared, reject) => {
-      const shared: Shared = { server: http.createServer(), resolvers: new Set(), port };
+      const shared: Shared = { server: tls ? https.createServer({ cert: tls.cert, key: tls.key }) : http.createServer(), resolvers: new Set(), port };
       shared.server.on('request', handler(shared));
       shared.server.keepAliveTimeout = 5_000;
       shared.server.once('error', (err: NodeJS.ErrnoException) => reject(new BootServerUnavailableError(`${listen}:${port}`, err.code ?? err.message)));
@@ -169,7 +176,7 @@ export async function serveBoot(listen: string, port: number, resolver: BootReso
         shared.port = (shared.server.address() as AddressInfo).port;
         // The worker's life is its pollers', not this server's.
         shared.server.unref();
-        logger.info({ listen, port: shared.port }, 'bare-metal boot server listening');
+        logger.info({ listen, port: shared.port, https: tls !== undefined }, 'bare-metal boot server listening');
         resolveShared(shared);
       });
     });

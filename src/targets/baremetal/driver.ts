@@ -35,6 +35,7 @@ import {
   ArtifactRequiredError,
   BmcCredentialsMissingError,
   BmcUnreachableError,
+  ConfigError,
   InventoryExhaustedError,
   NodeAddressUnknownError,
   NodeImageConflictError,
@@ -288,8 +289,18 @@ export class BaremetalDriver implements TargetDriver {
   private serving(): Promise<BootServerHandle> {
     if (!this.server) {
       const url = new URL(this.baseUrl);
-      const port = Number(url.port || 80);
-      this.server = serveBoot(this.spec.bootServer.listen, port, { file: (t, n, r) => this.serve(t, n, r), chain: (mac) => this.chain(mac) });
+      const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+      const tls = this.spec.bootServer.tls;
+      this.server = Promise.resolve()
+        .then(() => {
+          if (!tls) return undefined;
+          try {
+            return { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
+          } catch (err) {
+            throw new ConfigError(`target ${this.name}: cannot read the boot server's certificate or key: ${(err as Error).message}`, 'bootServer.tls names files on the kvm worker');
+          }
+        })
+        .then((pem) => serveBoot(this.spec.bootServer.listen, port, { file: (t, n, r) => this.serve(t, n, r), chain: (mac) => this.chain(mac) }, pem));
       this.server.catch(() => (this.server = undefined));
     }
     return this.server;

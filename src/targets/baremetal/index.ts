@@ -129,9 +129,25 @@ const schema = z
     tls: tls.optional().describe('TLS verification of every BMC whose machine names none'),
     bootServer: z
       .strictObject({
-        url: httpUrl('bootServer.url').describe('Base URL at which the BMCs (virtual media) or the machines (PXE) reach this worker, e.g. http://10.0.0.5:8780'),
+        url: httpUrl('bootServer.url')
+          .refine((u) => /^https?:\/\/[^/]+\/?$/.test(u), { error: (iss) => `bootServer.url ${show(iss.input)} must be scheme, host and port only (the boot server answers at its root), e.g. http://10.0.0.5:8780` })
+          .describe('Base URL at which the BMCs (virtual media) or the machines (PXE) reach this worker, e.g. http://10.0.0.5:8780'),
         listen: hostAddress.default('0.0.0.0').describe('Address the boot server binds on this worker; its port is the URL\'s'),
+        tls: z
+          .strictObject({
+            cert: z.string().min(1).describe('PEM certificate file on the worker'),
+            key: z.string().min(1).describe('PEM private key file on the worker'),
+          })
+          .optional()
+          .describe('Serve HTTPS (an https:// url) with this certificate: virtual media only, as PXE nodes read their identity over http'),
       })
+      .superRefine(
+        ...objectRule((b) =>
+          typeof b.url === 'string' && (b.tls !== undefined) !== b.url.startsWith('https:')
+            ? { message: b.tls === undefined ? 'an https:// bootServer.url needs bootServer.tls (cert and key)' : 'bootServer.tls needs an https:// url' }
+            : undefined,
+        ),
+      )
       .describe("The worker's own file server: it serves the artifacts of live provisioning jobs only, by digest, under per-node URLs"),
     dhcp: z
       .strictObject({
@@ -173,6 +189,13 @@ const schema = z
         ? { message: `machines ${missing.map((m) => m.name).join(', ')} have no address: an installed node is reached at its inventory address (a DHCP reservation or a static one), so virtual-media targets need one per machine`, path: ['machines'] }
         : undefined;
     }),
+  )
+  .superRefine(
+    ...objectRule((t) =>
+      t.provisioning === 'pxe' && isRecord(t.bootServer) && t.bootServer.tls !== undefined
+        ? { message: 'a PXE target\'s boot server is http: the node\'s first boot reads its identity with no TLS client (the per-node URL is its secret); remove bootServer.tls', path: ['bootServer'] }
+        : undefined,
+    ),
   )
   .superRefine(
     ...objectRule((t) => (t.dhcp !== undefined && t.provisioning !== 'pxe' ? { message: 'dhcp is for provisioning: pxe (a DHCP/TFTP server for network boot); remove it, or set provisioning: pxe', path: ['dhcp'] } : undefined)),

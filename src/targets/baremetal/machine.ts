@@ -19,6 +19,9 @@ import type { RedfishCallContext, RedfishClient } from './redfish';
 
 type Json = Record<string, unknown>;
 
+/** How long an InsertMedia may take to be answered. */
+const INSERT_TIMEOUT_MS = 15 * 60_000;
+
 export type PowerState = 'On' | 'Off' | 'PoweringOn' | 'PoweringOff' | 'Paused' | string;
 
 export interface BootOverride {
@@ -164,7 +167,8 @@ export class BmcMachine {
   async insert(image: string, ctx: RedfishCallContext = {}): Promise<void> {
     const cd = await this.cd(ctx);
     const target = actionTarget(await this.client.get(cd, ctx), '#VirtualMedia.InsertMedia', `${cd}/Actions/VirtualMedia.InsertMedia`);
-    await this.client.action(target, { Image: image, Inserted: true, WriteProtected: true }, ctx);
+    // Some BMCs (sushy-tools among them) download the whole image before they answer.
+    await this.client.action(target, { Image: image, Inserted: true, WriteProtected: true }, { ...ctx, timeoutMs: Math.max(ctx.timeoutMs ?? 0, INSERT_TIMEOUT_MS) });
   }
 
   /** Eject whatever the virtual CD holds (nothing to do when it is empty). */

@@ -52,6 +52,8 @@ export interface RedfishClientOptions {
 
 export interface RedfishCallContext {
   signal?: AbortSignal;
+  /** This request's timeout, for actions a BMC completes before it answers (some download media first). */
+  timeoutMs?: number;
   /** Called while a task monitor is followed (activities heartbeat from it). */
   progress?: (detail: { step: string }) => void;
 }
@@ -155,7 +157,7 @@ export class RedfishClient {
   }
 
   /** One HTTP exchange on a verified connection. */
-  private exchange(method: string, path: string, body: unknown, headers: Record<string, string>, signal?: AbortSignal): Promise<Reply> {
+  private exchange(method: string, path: string, body: unknown, headers: Record<string, string>, signal?: AbortSignal, timeoutMs = this.options.timeoutMs ?? 60_000): Promise<Reply> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise<Reply>((resolve, reject) => {
       if (signal?.aborted) return reject(new CancelledError(`${method} ${path}`));
@@ -177,7 +179,7 @@ export class RedfishClient {
             return undefined;
           }) as never,
           signal,
-          timeout: this.options.timeoutMs ?? 60_000,
+          timeout: timeoutMs,
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -251,7 +253,7 @@ export class RedfishClient {
     const { machine, username } = this.endpoint;
     for (let attempt = 1; ; attempt++) {
       await this.authorize(ctx.signal);
-      const reply = await this.exchange(method, path, body, this.authHeaders(), ctx.signal);
+      const reply = await this.exchange(method, path, body, this.authHeaders(), ctx.signal, ctx.timeoutMs);
       if (reply.status === 401 || reply.status === 403) {
         if (this.auth?.kind === 'session' && attempt === 1 && reply.status === 401) {
           this.auth = undefined; // expired: log in again, once

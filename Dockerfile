@@ -78,6 +78,7 @@ FROM runtime AS worker-kvm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       qemu-system-x86 qemu-utils ovmf ipxe-qemu openssh-client dosfstools mtools \
+      xorriso dnsmasq-base ipxe \
  && rm -rf /var/lib/apt/lists/*
 CMD ["node", "dist/workers/kvm.js"]
 

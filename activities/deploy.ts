@@ -112,16 +112,26 @@ function driverContext(): DriverContext {
  */
 export function artifactsFromStore(store: ArtifactStore, destDir: string, allowedSigners?: string): NonNullable<DeployDeps['fetchArtifact']> {
   return async (image, format, signal, progress) => {
-    const fetched = await fetchVerifiedArtifact({
-      store,
-      manifestDigest: image.digest,
-      format,
-      destDir,
-      allowedSigners,
-      signal,
-      onProgress: (p) => progress?.({ step: `fetching ${image.name} ${format}`, done: p.bytes, total: p.total }),
-    });
-    return { format, sha256: fetched.sha256, size: fetched.size, path: fetched.path };
+    const fetch = (file?: string) =>
+      fetchVerifiedArtifact({
+        store,
+        manifestDigest: image.digest,
+        format,
+        file,
+        destDir,
+        allowedSigners,
+        signal,
+        onProgress: (p) => progress?.({ step: `fetching ${image.name} ${file ?? format}`, done: p.bytes, total: p.total }),
+      });
+    const first = await fetch();
+    // A bundle (several files of one format, e.g. pxe): every file, each verified the same way.
+    const names = first.manifest.artifacts.filter((a) => a.format === format).map((a) => a.file);
+    const files = [{ file: names[0]!, sha256: first.sha256, size: first.size, path: first.path }];
+    for (const name of names.slice(1)) {
+      const more = await fetch(name);
+      files.push({ file: name, sha256: more.sha256, size: more.size, path: more.path });
+    }
+    return { format, sha256: first.sha256, size: first.size, path: first.path, files };
   };
 }
 

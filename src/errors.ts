@@ -572,3 +572,108 @@ export class VsphereNotOwnedError extends KubedosError {
     super(`target ${target}: refusing to use or touch ${vm}: it is not ${what} made by KubeDos`, "KubeDos only uses and destroys VMs whose annotation carries its record; rename or remove the other VM by hand, or point the target's folder elsewhere");
   }
 }
+
+// --- baremetal (src/targets/baremetal) ---
+
+/** The worker cannot read a BMC's credentials (the variable is unset, the file unreadable). */
+export class BmcCredentialsMissingError extends KubedosError {
+  constructor(
+    readonly machine: string,
+    /** What was looked for: `environment variable BMC_PASSWORD`, `file /etc/…`. */
+    readonly source: string,
+  ) {
+    super(`machine ${machine}: no BMC credentials on this worker: ${source} is not set or not readable`, `set ${source} for the kvm worker (the spec names it; the secret never enters the spec)`);
+  }
+}
+
+/** A BMC refused the credentials (HTTP 401/403 on the session login or a basic-auth request). */
+export class BmcAuthError extends KubedosError {
+  constructor(
+    readonly machine: string,
+    readonly bmc: string,
+    readonly user: string,
+    readonly status: number,
+  ) {
+    super(`machine ${machine}: the BMC ${bmc} refused user ${JSON.stringify(user)} (HTTP ${status})`, 'check the user name and the password the target\'s credentials name (the variable or file on the worker), and that the account may use Redfish');
+  }
+}
+
+/** A BMC's TLS certificate is not the pinned one, or not signed by the given CA for its address. */
+export class BmcCertificateError extends KubedosError {
+  constructor(
+    readonly machine: string,
+    readonly bmc: string,
+    readonly detail: string,
+    /** SHA-256 fingerprint of the certificate it presented. */
+    readonly presented?: string,
+  ) {
+    super(
+      `machine ${machine}: refusing the BMC ${bmc}: ${detail}${presented ? ` (it presented a certificate with SHA-256 fingerprint ${presented})` : ''}; nothing was sent to it`,
+      'if the BMC\'s certificate was renewed on purpose, pin the new fingerprint (tls.fingerprint) or its CA (tls.ca); otherwise something else answers at that address',
+    );
+  }
+}
+
+/** A BMC could not be reached, or answered with a server error (it may be busy or rebooting). */
+export class BmcUnreachableError extends KubedosError {
+  static override readonly retryable = true;
+  constructor(
+    readonly machine: string,
+    readonly bmc: string,
+    readonly detail: string,
+  ) {
+    super(`machine ${machine}: BMC ${bmc} is unreachable: ${detail}`, 'check that this worker reaches the BMC network (address, port, firewall) and that the BMC is up');
+  }
+}
+
+/** A Redfish request was refused (4xx other than authentication) or a task of it failed. */
+export class RedfishError extends KubedosError {
+  constructor(
+    readonly machine: string,
+    /** `POST /redfish/v1/Systems/1/Actions/ComputerSystem.Reset` */
+    readonly request: string,
+    readonly status: number,
+    readonly detail: string,
+    options?: { retryable?: boolean },
+  ) {
+    super(
+      `machine ${machine}: ${request} → ${status}: ${detail}`,
+      status === 404 ? 'check the machine\'s BMC URL and system id in the inventory' : 'the BMC\'s answer says what it refused; some BMCs need a firmware update for Redfish virtual media',
+      options,
+    );
+  }
+}
+
+/** Every machine of the inventory belongs to some node (of this or another fleet or target). */
+export class InventoryExhaustedError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly machines: number,
+    /** Who holds them: `r1-u07: rack/web/0003`, … */
+    readonly holders: readonly string[],
+  ) {
+    super(`target ${target}: all ${machines} machine(s) of the inventory are taken (${holders.slice(0, 8).join(', ')}${holders.length > 8 ? ', …' : ''})`, 'add machines to the inventory, or scale down a fleet that holds them (`kubedos status --nodes`)');
+  }
+}
+
+/** The boot server cannot listen (its port is taken by something else on this worker). */
+export class BootServerUnavailableError extends KubedosError {
+  static override readonly retryable = true;
+  constructor(
+    readonly listen: string,
+    readonly detail: string,
+  ) {
+    super(`the bare-metal boot server cannot listen on ${listen}: ${detail}`, 'free that port or change bootServer.url; one worker per host serves a target\'s boot server');
+  }
+}
+
+/** A machine did something provisioning cannot continue from (powered off while it should run, refused the boot files). */
+export class ProvisioningFailedError extends KubedosError {
+  constructor(
+    readonly machine: string,
+    readonly nodeId: string,
+    readonly detail: string,
+  ) {
+    super(`machine ${machine} (node ${nodeId}): ${detail}`, 'look at the machine\'s console through its BMC; the fleet replaces the node');
+  }
+}

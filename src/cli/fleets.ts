@@ -23,7 +23,7 @@ export function fleetSpecFromSpec(spec: Spec, fleetName: string, queues: { deplo
     fleet: fleetName,
     target: { name: fleet.target, spec: target },
     deployQueue: queues.deploy ?? POOLS[poolOfTarget(target.type)].taskQueue,
-    artifactFormat: deployFormat(target.type, imageSpec.outputs),
+    artifactFormat: deployFormat(target.type, imageSpec.outputs, target as Record<string, unknown>),
     hostnamePrefix: imageSpec.hostnamePrefix ?? fleet.image,
     authorizedKeys: [...imageSpec.authorizedKeys],
     healthCheck: fleet.healthCheck,

@@ -30,6 +30,7 @@ import { EC2_READER, EC2_READER_PATH } from './ec2-reader';
 import { GUESTINFO_READER, GUESTINFO_READER_PATH, GUESTINFO_READY, GUESTINFO_READY_PATH } from './guestinfo-reader';
 import { MMDS_READER, MMDS_READER_PATH } from './mmds-reader';
 import { NOCLOUD_AWK, NOCLOUD_AWK_PATH, NOCLOUD_READER, NOCLOUD_READER_PATH } from './nocloud-reader';
+import { NOCLOUD_NET_READER, NOCLOUD_NET_READER_PATH } from './nocloud-net-reader';
 import type { BuildPlan } from './plan';
 
 export type PayloadEntry =
@@ -192,6 +193,7 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     file('/usr/lib/kubedos/hostkeys', HOSTKEYS_SCRIPT, 0o755),
     file(NOCLOUD_AWK_PATH, NOCLOUD_AWK),
     file(NOCLOUD_READER_PATH, NOCLOUD_READER, 0o755),
+    file(NOCLOUD_NET_READER_PATH, NOCLOUD_NET_READER, 0o755),
     file(MMDS_READER_PATH, MMDS_READER, 0o755),
     file(EC2_READER_PATH, EC2_READER, 0o755),
     file(GUESTINFO_READER_PATH, GUESTINFO_READER, 0o755),

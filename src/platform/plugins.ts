@@ -4,7 +4,7 @@
  * Nothing about a format or a target type is written here; it all comes from their descriptors.
  */
 import { FORMAT_NAMES, OUTPUT_FORMATS as FORMAT_DESCRIPTORS, isFormatName, type FormatName } from '../foundry/formats';
-import { TARGETS, isTargetType, targetDescriptor, type TargetType } from '../targets';
+import { TARGETS, deployedFormats, isTargetType, type TargetType } from '../targets';
 import type { CatalogEntry } from './catalog';
 
 export type { FormatName, TargetType };
@@ -26,9 +26,9 @@ export const TARGET_TYPES: readonly (CatalogEntry & { readonly name: TargetType;
 /** Output formats of an image that does not list any. */
 export const DEFAULT_OUTPUTS: readonly FormatName[] = ['qcow2'];
 
-/** Formats a target type can deploy (`any` for drivers such as `hollow`). */
-export function acceptedFormats(type: TargetType): AcceptedFormats {
-  return targetDescriptor(type).accepts;
+/** Formats a target type can deploy (`any` for drivers such as `hollow`); with a target's settings, what that target deploys. */
+export function acceptedFormats(type: TargetType, settings?: Record<string, unknown>): AcceptedFormats {
+  return deployedFormats(type, settings);
 }
 
 export { FORMAT_NAMES };

@@ -35,15 +35,16 @@ function outputsOf(image: Record<string, unknown>): FormatName[] {
   return Array.isArray(image.outputs) ? image.outputs.filter(isFormatName) : [...DEFAULT_OUTPUTS];
 }
 
-function compatibility(fleet: string, imageName: string, image: Record<string, unknown>, targetName: string, type: TargetType): Finding | undefined {
-  const accepts = acceptedFormats(type);
+function compatibility(fleet: string, imageName: string, image: Record<string, unknown>, targetName: string, target: Record<string, unknown> & { type: TargetType }): Finding | undefined {
+  const { type } = target;
+  const accepts = acceptedFormats(type, target);
   const outputs = outputsOf(image);
   // No known outputs at all is the schema's to report (empty list, unknown format names).
   if (accepts === 'any' || outputs.length === 0 || outputs.some((f) => accepts.includes(f))) return undefined;
   return {
     path: ['fleets', fleet, 'image'],
     message:
-      `image "${imageName}" cannot be deployed to target "${targetName}": a ${type} target needs ${listOf([...accepts])} ` +
+      `image "${imageName}" cannot be deployed to target "${targetName}": a ${type} target${accepts === acceptedFormats(type) ? '' : ' with its settings'} needs ${listOf([...accepts])} ` +
       `but the image outputs ${listOf(outputs, 'and')}; add ${accepts[0]} to images.${imageName}.outputs`,
   };
 }
@@ -62,7 +63,7 @@ function fleetFindings(raw: Record<string, unknown>): Finding[] {
     const imageSpec = typeof image === 'string' ? images[image] : undefined;
     const targetSpec = typeof target === 'string' ? targets[target] : undefined;
     if (isRecord(imageSpec) && isRecord(targetSpec) && isTargetType(targetSpec.type)) {
-      const problem = compatibility(name, image as string, imageSpec, target as string, targetSpec.type);
+      const problem = compatibility(name, image as string, imageSpec, target as string, targetSpec as Record<string, unknown> & { type: TargetType });
       if (problem) findings.push(problem);
     }
   }

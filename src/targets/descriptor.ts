@@ -29,6 +29,12 @@ export interface TargetDescriptor<Type extends string = string, Schema extends z
   readonly description: string;
   /** Formats the driver deploys, preferred first (the spec suggests the first); `any` when it needs no bytes. */
   readonly accepts: readonly FormatName[] | 'any';
+  /**
+   * What one target of this type deploys given its settings (read from the raw spec value), a
+   * subset of `accepts` in order of preference; e.g. a setting that picks between an installer
+   * ISO and a network-boot bundle. @default accepts
+   */
+  deploys?(raw: Record<string, unknown>): readonly FormatName[];
   /** The worker pool whose task queue runs this type's deploy activities. */
   readonly pool: PoolName;
   /** The target's spec: a strict object whose `type` is the literal above. */

@@ -24,7 +24,24 @@ export interface ImageSource {
   /** Digest that identifies the image: the signed publication's digest, or the plan digest for hollow nodes. */
   digest: string;
   /** The artifact in the driver's format, when the driver needs bytes. */
-  artifact?: { format: string; sha256: string; size: number; /** Local, verified copy. */ path: string };
+  artifact?: {
+    format: string;
+    sha256: string;
+    size: number;
+    /** Local, verified copy. */
+    path: string;
+    /** Every file of the format, the one above first, each a verified local copy (a bundle such as `pxe` has several). */
+    files?: readonly ArtifactFile[];
+  };
+}
+
+/** One verified file of an artifact bundle. */
+export interface ArtifactFile {
+  /** Its name in the build output (what the bundle's own files call it). */
+  file: string;
+  sha256: string;
+  size: number;
+  path: string;
 }
 
 /** What `prepare` leaves on the host: the driver's handle on the base image. */

@@ -58,13 +58,19 @@ export function targetsOfPool(pool: PoolName): TargetDescriptor<TargetType>[] {
   return TARGETS.filter((t) => t.pool === pool);
 }
 
+/** The formats one target deploys with its settings (its descriptor's `deploys`), else all the type accepts. */
+export function deployedFormats(type: TargetType, settings?: Record<string, unknown>): readonly FormatName[] | 'any' {
+  const descriptor = targetDescriptor(type);
+  return settings && descriptor.deploys ? descriptor.deploys(settings) : descriptor.accepts;
+}
+
 /**
  * The artifact a fleet on this target deploys: the first format the driver accepts that the image
  * outputs; undefined when the driver needs no bytes. The spec check (references.ts) already made
  * sure there is one.
  */
-export function deployFormat(type: TargetType, outputs: readonly string[]): FormatName | undefined {
-  const accepts = targetDescriptor(type).accepts;
+export function deployFormat(type: TargetType, outputs: readonly string[], settings?: Record<string, unknown>): FormatName | undefined {
+  const accepts = deployedFormats(type, settings);
   if (accepts === 'any') return undefined;
   const format = accepts.find((f) => outputs.includes(f));
   if (!format) throw new ConfigError(`a ${type} target deploys ${accepts.join(' or ')}, which the image does not output`, `add ${accepts[0]} to the image's outputs`);

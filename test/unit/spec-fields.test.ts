@@ -248,6 +248,12 @@ describe('targets', () => {
       aws: { region: 'eu-west-1', subnet: 'subnet-0123456789abcdef0', securityGroups: ['sg-0123456789abcdef0'], importBucket: 'kubedos-imports' },
       proxmox: { node: 'pve1', ssh: { host: 'pve1', hostKey: FINGERPRINT } },
       vsphere: { url: 'https://vc.example/sdk', datastore: 'ds1', tls: { caFile: '/etc/ssl/vc.pem' } },
+      baremetal: {
+        bootServer: { url: 'http://10.0.0.5:8780' },
+        credentials: { username: 'root', passwordEnv: 'BMC_PASSWORD' },
+        tls: { insecure: true },
+        machines: [{ name: 'm1', bmc: 'https://10.0.0.21', mac: '52:54:00:00:00:01', address: '10.0.1.21' }],
+      },
     };
     const doc = baseDoc();
     doc.fleets = {};

@@ -39,6 +39,18 @@ export function xorrisoHybrid(a: XorrisoHybridArgs, epoch: number, options: Tool
   return runTool(xorrisoHybridArgv(a), { ...options, sourceDateEpoch: epoch });
 }
 
+/**
+ * A small data ISO (no boot records) of a directory, Rock Ridge and Joliet: what cloud-init's
+ * `cloud-localds` makes for a NoCloud seed (volume id `CIDATA`), readable by every OS.
+ */
+export function xorrisoDataIsoArgv(a: { out: string; volid: string; sourceDir: string }): string[] {
+  return ['xorriso', '-no_rc', '-as', 'mkisofs', '-o', a.out, '-V', a.volid, '-J', '-r', a.sourceDir];
+}
+
+export function xorrisoDataIso(a: { out: string; volid: string; sourceDir: string }, epoch: number, options: ToolOptions = {}): Promise<RunResult> {
+  return runTool(xorrisoDataIsoArgv(a), { ...options, sourceDateEpoch: epoch });
+}
+
 /** A host file put into (or replacing one in) an image. */
 export interface XorrisoMapping {
   host: string;

@@ -86,8 +86,8 @@ export interface ChildSpec {
   refusedExit?: number;
   /** Started (and restarted) only while this holds; e.g. workers wait for the server. */
   gate?: () => boolean;
-  /** Resolves once it serves (until then: starting); a rejection kills it as a failed start. */
-  ready?: (alive: () => boolean) => Promise<void>;
+  /** Resolves once process `pid` serves (until then: starting); a rejection kills it as a failed start. */
+  ready?: (pid: number, alive: () => boolean) => Promise<void>;
   /** Without `ready`: alive this long counts as started. @default 4000 */
   settleMs?: number;
   /** SIGTERM grace before SIGKILL on stop. @default 10000 */
@@ -292,7 +292,7 @@ export class Supervisor {
 
   private awaitReady(entry: Entry, pid: number): void {
     const alive = () => entry.record.pid === pid && isOurProcess(pid, entry.spec.marker);
-    entry.spec.ready!(alive).then(
+    entry.spec.ready!(pid, alive).then(
       () => {
         if (entry.record.pid !== pid || entry.record.state !== 'starting') return;
         entry.record.state = 'running';

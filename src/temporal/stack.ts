@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection } from '@temporalio/client';
 import { env } from '../config/env';
 import { projectRoot, stateDir, stateDirIsExplicit } from '../config/paths';
 import { ConfigError, TemporalUnavailableError } from '../errors';
@@ -29,6 +30,7 @@ import { loadCodecKeyring } from './codec';
 import { uiOrigins } from './codec-server';
 import type { ConnectionSettings } from './connection';
 import { devServerArgv, findTemporalBinary, temporalVersion, waitForServer } from './dev-server';
+import { activityPollers } from './pollers';
 
 const DEFAULT_PORT = 7233;
 const IP = '127.0.0.1';
@@ -329,11 +331,13 @@ export async function superviseStack(options: { mode: SupervisorMode; pools: Poo
     }),
     logFile: f.serverLog,
     marker: SERVER_MARKER,
-    ready: (isAlive) => waitForServer(settings.address, NAMESPACE, 120_000, isAlive),
+    ready: (_pid, isAlive) => waitForServer(settings.address, NAMESPACE, 120_000, isAlive),
     stopGraceMs: 15_000,
     stopOrder: 2,
   };
   const serverReady = () => supervisor.record('server')?.state === 'running';
+  let client: Client | undefined;
+  const pollClient = () => (client ??= new Client({ connection: Connection.lazy({ address: settings.address }), namespace: NAMESPACE }));
   const workerSpec = (pool: PoolName): ChildSpec => ({
     key: poolKey(pool),
     label: `worker pool ${pool}`,
@@ -344,6 +348,8 @@ export async function superviseStack(options: { mode: SupervisorMode; pools: Poo
     refusedExit: WORKER_REFUSED_EXIT,
     // A worker cannot connect to a server that is not there: it waits instead of crash-looping.
     gate: serverReady,
+    // Running means polling: the server lists it (by its identity, which carries its pid) on its queue.
+    ready: (pid, isAlive) => awaitWorkerPolling(pollClient(), pool, pid, isAlive),
     stopOrder: 0,
   });
 
@@ -404,6 +410,7 @@ export async function superviseStack(options: { mode: SupervisorMode; pools: Poo
   for (const pool of state.pools!) supervisor.add(workerSpec(pool));
   supervisor.run();
 
+  void done.then(() => client?.connection.close().catch(() => undefined));
   return {
     done,
     stop: async () => {
@@ -417,6 +424,28 @@ export async function superviseStack(options: { mode: SupervisorMode; pools: Poo
     },
   };
 }
+
+/**
+ * Until worker `pid` of `pool` polls its queue (it has probed its tools and connected); a worker
+ * that is alive but has not polled after WORKER_READY_MS is counted as running anyway, with a
+ * warning (a slow machine), rather than killed.
+ */
+async function awaitWorkerPolling(client: Client, pool: PoolName, pid: number, isAlive: () => boolean): Promise<void> {
+  const deadline = Date.now() + WORKER_READY_MS;
+  const identity = new RegExp(`^${pool}@.*:${pid}$`);
+  while (isAlive()) {
+    const pollers = await activityPollers(client, POOLS[pool].taskQueue).catch(() => []);
+    if (pollers.some((p) => identity.test(p.identity))) return;
+    if (Date.now() > deadline) {
+      logger.warn({ pool, pid }, `worker pool ${pool} has not polled ${POOLS[pool].taskQueue} within ${WORKER_READY_MS / 1000} s of its start; counted as running`);
+      return;
+    }
+    await sleep(500);
+  }
+}
+
+/** How long a starting worker has to poll its queue before it counts as running anyway. */
+const WORKER_READY_MS = 120_000;
 
 /** The daemon's body (stack-daemon.js): supervise until SIGTERM, then stop the stack. */
 export async function runStackDaemon(argv: string[]): Promise<void> {

@@ -76,7 +76,7 @@ export function registerStack(program: Command): void {
         const { status, supervision } = await runStackInForeground(opts.pools ? parsePoolList(opts.pools) : undefined);
         print(status);
         const codec = status.codecEndpoint ? `\nCodec endpoint: ${status.codecEndpoint} (the Web UI decrypts payloads through it; temporal --codec-endpoint too)` : '';
-        note(`\nTemporal Web UI: ${status.uiUrl}${codec}\nCrashed processes are restarted; press Ctrl-C to stop.`);
+        note(`\nTemporal Web UI: ${status.uiUrl}${codec}\nCrashed processes are restarted. Press Ctrl-C to stop.`);
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);

@@ -162,12 +162,23 @@ interface IterationResult {
   seed: number;
   kill?: Kill;
   ms: number;
+  stepMs: Record<string, number>;
   violations: string[];
 }
 
 class Iteration {
   readonly violations: string[] = [];
-  step = 'starting';
+  readonly stepMs: Record<string, number> = {};
+  private stepStarted = Date.now();
+  private current = 'starting';
+  get step(): string {
+    return this.current;
+  }
+  set step(next: string) {
+    this.stepMs[this.current] = Date.now() - this.stepStarted;
+    this.stepStarted = Date.now();
+    this.current = next;
+  }
   constructor(
     readonly index: number,
     readonly seed: number,
@@ -187,7 +198,7 @@ class Iteration {
       hostnamePrefix: 'node',
       authorizedKeys: [],
       healthCheck: { type: 'readiness', timeout: 3_000, interval: 100, retries: 0 } as never,
-      rollout: { maxSurge: 2, maxUnavailable: 0, failureThreshold: 1, batchSize: 5 },
+      rollout: { maxSurge: '100%', maxUnavailable: 0, failureThreshold: 1, batchSize: 5 },
       image: IMAGES.A,
       replicas: 3,
     };
@@ -291,15 +302,17 @@ class Iteration {
     if (s) await this.consistent('rollback', s);
 
     this.step = 'teardown';
-    const had = s?.nodes.filter((n) => n.state === 'ready').length ?? 5;
+    // The fleet destroys every node it has a record of: the ready ones and the failed ones it keeps.
+    const had = s?.nodes.length;
     await retrying('teardown', () => this.handle().signal(api.teardownSignal), deadline());
     const result = await retrying('teardown result', () => this.client.connection.withDeadline(Date.now() + 10_000, () => this.handle().result() as Promise<{ destroyed: number }>), deadline()).catch((err: Error) => {
       this.violations.push(`teardown: ${err.message}`);
       return undefined;
     });
-    if (result && result.destroyed !== had) this.violations.push(`teardown: destroyed ${result.destroyed} node(s), the fleet had ${had}`);
-    this.step = 'idle';
+    if (result && had !== undefined && result.destroyed !== had) this.violations.push(`teardown: destroyed ${result.destroyed} node(s), the fleet had ${had}`);
+    this.step = 'checks';
     await this.lostRuns();
+    this.step = 'idle';
   }
 
   /** Every workflow of the iteration closed, as expected; nothing left on the target. */
@@ -435,7 +448,7 @@ async function iterate(client: ClientT, index: number, budgetMs: number | undefi
   await killed;
   if (timer) clearTimeout(timer);
   for (const p of stackHealthy()) it.violations.push(`after the iteration: ${p}`);
-  return { index, seed, kill: kill_, ms: Date.now() - started, violations: it.violations };
+  return { index, seed, kill: kill_, ms: Date.now() - started, stepMs: it.stepMs, violations: it.violations };
 }
 
 async function main(): Promise<void> {
@@ -449,6 +462,7 @@ async function main(): Promise<void> {
   try {
     // A first run with no kill: checks the invariants hold at all, and sets the window kills fall in.
     const warm = await iterate(client, -1, undefined);
+    process.stderr.write(`warm-up steps: ${Object.entries(warm.stepMs).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`).join(', ')}\n`);
     if (warm.violations.length) process.stderr.write(`warm-up run (no kill) violated: ${warm.violations.join('; ')}\n`);
     const budgetMs = warm.ms;
     process.stderr.write(`bench/chaos: warm-up iteration (no kill) ${(warm.ms / 1000).toFixed(1)} s; kills fall in [0, ${(budgetMs / 1000).toFixed(1)} s) of each iteration\n`);

@@ -67,7 +67,7 @@ interface Figures {
 }
 
 async function main(): Promise<void> {
-  const stack = await startStack({ detached: true, pools: ['control'] });
+  const stack = await startStack({ pools: ['control'] });
   const workerPid = stack.pools.find((p) => p.pool === 'control')?.pid;
   const { client, close } = await connectClient({ startEmbedded: false });
   const results: Figures[] = [];

@@ -77,6 +77,8 @@ export interface FleetStatus {
   platform: string;
   fleet: string;
   target: string;
+  /** Task queue of the pool that runs the target's steps (absent in fleets started before it was reported). */
+  deployQueue?: string;
   phase: FleetPhase;
   paused: boolean;
   desired: { image: ImageRef; replicas: number };

@@ -129,6 +129,7 @@ export async function fleet(input: FleetInput): Promise<FleetResult> {
       platform: template.platform,
       fleet: template.fleet,
       target: template.target.name,
+      deployQueue: template.deployQueue,
       phase: state.paused && !child && phase !== 'tearing-down' && phase !== 'destroyed' ? 'paused' : phase,
       paused: state.paused,
       desired: { image: state.pendingImage ?? state.image, replicas: state.replicas },

@@ -2,7 +2,7 @@
  * Long-running background processes (the embedded Temporal server, worker pools). Run-to-completion
  * tools go through runTool in run.ts; this is the one place daemons are started and stopped.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,8 +16,12 @@ export interface DaemonOptions {
   detached: boolean;
 }
 
-/** Start argv in the background with output appended to a log file; returns the pid. */
-export function spawnDaemon(argv: readonly string[], options: DaemonOptions): number {
+/**
+ * Start argv in the background with output appended to a log file; returns the child, whose
+ * `exit` event (code, signal) a supervisor watches while it lives. A detached child is unref'd:
+ * it outlives its parent, and does not keep the parent's event loop alive.
+ */
+export function startDaemon(argv: readonly string[], options: DaemonOptions): ChildProcess & { pid: number } {
   const [file, ...args] = argv;
   if (!file) throw new TypeError('spawnDaemon: empty argv');
   mkdirSync(path.dirname(options.logFile), { recursive: true });
@@ -29,12 +33,19 @@ export function spawnDaemon(argv: readonly string[], options: DaemonOptions): nu
       detached: options.detached,
       stdio: ['ignore', fd, fd],
     });
+    // A program that cannot be started reports it here (asynchronously) as well as by having no pid.
+    child.on('error', () => undefined);
     if (child.pid === undefined) throw new Error(`could not start ${file}`);
     if (options.detached) child.unref();
-    return child.pid;
+    return child as ChildProcess & { pid: number };
   } finally {
     closeSync(fd);
   }
+}
+
+/** Start argv in the background with output appended to a log file; returns the pid. */
+export function spawnDaemon(argv: readonly string[], options: DaemonOptions): number {
+  return startDaemon(argv, options).pid;
 }
 
 /** The argv of a running process, or undefined if it is gone. */

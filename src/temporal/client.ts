@@ -4,6 +4,7 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { TemporalUnavailableError } from '../errors';
+import { logger } from '../log';
 import { codecDataConverter } from './codec';
 import { externalSettings, sdkTlsOption, type ConnectionSettings } from './connection';
 import { embeddedSettings, startStack, stackStatus } from './stack';
@@ -18,7 +19,9 @@ export interface ConnectedClient {
 export async function resolveSettings(options: { startEmbedded: boolean }): Promise<ConnectionSettings> {
   const external = externalSettings();
   if (external) return external;
-  const status = options.startEmbedded ? await startStack({ detached: true }) : stackStatus();
+  const status = options.startEmbedded ? await startStack() : stackStatus();
+  // A crash loop is said on every command that uses the stack, not only in `kubedos stack status`.
+  if (options.startEmbedded) for (const warning of status.warnings) logger.warn({}, warning);
   if (!status.serverRunning) {
     throw new TemporalUnavailableError(`the embedded Temporal server for ${status.home} is not running`, 'start it with `kubedos dev` or `kubedos stack start`');
   }

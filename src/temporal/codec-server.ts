@@ -1,8 +1,8 @@
 /**
  * The codec endpoint: Temporal's remote codec protocol over HTTP, so the Web UI and the `temporal`
  * CLI (`--codec-endpoint`) show encrypted payloads in clear. POST /encode and POST /decode take
- * and return `{"payloads": [<Payload in proto JSON>]}`; the namespace comes in `X-Namespace`
- * (one keyring serves every namespace).
+ * and return `{"payloads": [<Payload in proto JSON>]}` (an omitted `payloads` is the empty list, as
+ * proto JSON writes it); the namespace comes in `X-Namespace` (one keyring serves every namespace).
  *
  * It decrypts for anyone who can reach it, so it listens on loopback only, answers browsers only
  * from the UI's origin (CORS with credentials, preflight included), and refuses any Host header
@@ -86,7 +86,11 @@ function parsePayloads(body: Buffer): JSONPayload[] {
   } catch {
     throw new HttpError(400, 'the body is not JSON');
   }
-  const payloads = (parsed as { payloads?: unknown } | null)?.payloads;
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'expected {"payloads": [...]}');
+  const unknown = Object.keys(parsed).filter((k) => k !== 'payloads');
+  if (unknown.length) throw new HttpError(400, `unknown field ${unknown.map((k) => JSON.stringify(k)).join(', ')}: expected {"payloads": [...]}`);
+  // Proto JSON omits an empty list: the temporal CLI sends {} for a signal or query with no argument.
+  const payloads = (parsed as { payloads?: unknown }).payloads ?? [];
   if (!Array.isArray(payloads)) throw new HttpError(400, 'expected {"payloads": [...]}');
   return payloads as JSONPayload[];
 }

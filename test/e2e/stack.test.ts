@@ -10,6 +10,15 @@ import { spawnSync } from 'node:child_process';
 import { type Worker } from '@temporalio/worker';
 import { ROOT, cliEnv, kubedos, pidAlive, pinnedStackPorts, startLongRunning, temporalWorkflowIds } from '../support/cli';
 import { connectTestEnv, testAddress, type TestEnv } from '../support/temporal';
+import { Client, Connection } from '@temporalio/client';
+import { codecDataConverter, loadCodecKeyring } from '../../src/temporal/codec';
+
+/** A client of an embedded stack, with the payload keys of its home. */
+async function connectTo(address: string, home: string): Promise<{ client: Client; close: () => Promise<void> }> {
+  const connection = await Connection.connect({ address });
+  const client = new Client({ connection, dataConverter: codecDataConverter(loadCodecKeyring({ home })) });
+  return { client, close: () => connection.close() };
+}
 import { createPoolWorker } from '../../workers/run-pool';
 
 jest.setTimeout(300_000);
@@ -114,16 +123,160 @@ test('kubedos dev in the foreground: crash (SIGKILL) and restart keeps the runs;
   for (const w of Object.values(state.workers)) expect(pidAlive(w.pid)).toBe(false);
 });
 
+/** stack.json as the supervisor writes it. */
+interface Supervised {
+  pid: number;
+  state: string;
+  restarts?: number;
+  crashes?: number;
+  lastExit?: { code: number | null; signal: string | null };
+  reason?: string;
+}
+interface StackFile {
+  port: number;
+  codecPort: number;
+  supervisor?: { pid: number; mode: string };
+  server: Supervised;
+  codec: Supervised;
+  workers: Record<string, Supervised>;
+}
+
+async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('the stack heals itself: worker, codec endpoint, dev server and supervisor SIGKILLed; a refusal and a crash loop reported; fleets warn of a pool nobody serves', async () => {
+  const home = newHome();
+  // kvm refuses its queue: a malformed store setting (exit 78, the same path as a missing tool).
+  const env = cliEnv({ KUBEDOS_HOME: home, KUBEDOS_POOLS: 'control,kvm', KUBEDOS_HEADLESS: '1', KUBEDOS_S3_BUCKET: 'kubedos-heal', KUBEDOS_S3_PATH_STYLE: 'maybe', ...(await pinnedStackPorts()) });
+  const read = () => JSON.parse(readFileSync(path.join(home, 'stack.json'), 'utf8')) as StackFile;
+  const started = await kubedos(['stack', 'start', '--json'], env);
+  expect(started.code).toBe(0);
+  const first = read();
+  expect(first.supervisor).toMatchObject({ mode: 'daemon' });
+  expect(pidAlive(first.supervisor!.pid)).toBe(true);
+  expect(first.workers.control!.state).toBe('running');
+
+  // A refusal is reported, not restarted in a loop.
+  expect(first.workers.kvm).toMatchObject({ state: 'refused', lastExit: { code: 78 } });
+  expect(first.workers.kvm!.reason).toMatch(/refusing to poll kubedos-kvm/);
+  await new Promise((r) => setTimeout(r, 2_000));
+  expect(read().workers.kvm).toMatchObject({ state: 'refused', pid: first.workers.kvm!.pid });
+  expect(read().workers.kvm!.restarts ?? 0).toBe(0);
+
+  // A worker: restarted by the supervisor, no command needed.
+  process.kill(first.workers.control!.pid, 'SIGKILL');
+  const control = await until('control restarted', () => read().workers.control!.pid !== first.workers.control!.pid && read().workers.control!.state === 'running' && read().workers.control!);
+  expect(control).toMatchObject({ restarts: 1, lastExit: { signal: 'SIGKILL' } });
+  expect(readFileSync(path.join(home, 'logs', 'supervisor.log'), 'utf8')).toMatch(/worker pool control ended \(signal SIGKILL\); restarting in 0\.5 s/);
+
+  // The codec endpoint: back on the same port (the UI points at it), answering.
+  process.kill(first.codec.pid, 'SIGKILL');
+  await until('codec restarted', () => read().codec.pid !== first.codec.pid && pidAlive(read().codec.pid));
+  expect(read().codecPort).toBe(first.codecPort);
+  let body: unknown;
+  for (const deadline = Date.now() + 30_000; body === undefined; ) {
+    body = await fetch(`http://127.0.0.1:${first.codecPort}/decode`, { method: 'POST', body: '{}' }).then((r) => r.json(), () => undefined);
+    if (body === undefined && Date.now() > deadline) throw new Error('the restarted codec endpoint does not answer');
+    if (body === undefined) await new Promise((r) => setTimeout(r, 200));
+  }
+  expect(body).toEqual({ payloads: [] });
+
+  // The dev server: same port, same database; the worker is not restarted, it reconnects.
+  process.kill(first.server.pid, 'SIGKILL');
+  await until('server restarted', () => read().server.pid !== first.server.pid && read().server.state === 'running', 120_000);
+  expect(read().port).toBe(first.port);
+  expect(read().workers.control!.pid).toBe(control.pid);
+
+  // A running fleet that needs the refused pool: `status` and `stack status` say so, naming the pool and its log.
+  const { client, close } = await connectTo(`127.0.0.1:${first.port}`, home);
+  try {
+    await client.workflow.start('fleet', {
+      taskQueue: 'kubedos-control',
+      workflowId: 'fleet/heal/herd',
+      args: [{
+        platform: 'heal', fleet: 'herd', target: { name: 'sim', spec: { type: 'hollow', bootDelay: 0, unhealthyImages: [] } }, deployQueue: 'kubedos-kvm', poolWaitMs: 600_000,
+        hostnamePrefix: 'heal', authorizedKeys: [], healthCheck: { type: 'readiness', timeout: 20_000, interval: 100, retries: 0 },
+        rollout: { maxSurge: 1, maxUnavailable: 0, failureThreshold: 1, batchSize: 4 }, image: { name: 'worker', digest: 'a'.repeat(64) }, replicas: 1,
+      }],
+    });
+    const kvmLog = path.join(home, 'logs', 'worker-kvm.log');
+    const warned = await kubedos(['status'], env);
+    expect(warned.code).toBe(0);
+    expect(warned.stderr).toContain(`warning: pool kvm has no worker polling kubedos-kvm, and fleet heal/herd needs it: its worker refused the queue`);
+    expect(warned.stderr).toContain(`log: ${kvmLog}`);
+    expect(warned.stderr).not.toMatch(/pool control has no worker/);
+    // (The fleet's workflow answered its status query: the worker reconnected to the restarted server.)
+    expect(warned.stdout).toMatch(/fleet heal\/herd on sim/);
+    const stackText = await kubedos(['stack', 'status'], env);
+    expect(stackText.stdout).toContain('warning: pool kvm has no worker polling kubedos-kvm, and fleet heal/herd needs it');
+    expect(stackText.stdout).toMatch(/kvm\s+refused\s+\d+\s+0\s+exit code 78 .*refusing to poll kubedos-kvm/);
+
+    // The supervisor itself SIGKILLed, then a worker: nothing restarts it until the next command, and `stack status` says so.
+    const sup = read().supervisor!.pid;
+    process.kill(sup, 'SIGKILL');
+    await until('supervisor gone', () => !pidAlive(sup));
+    const orphan = read().workers.control!.pid;
+    process.kill(orphan, 'SIGKILL');
+    await until('worker gone', () => !pidAlive(orphan));
+    const unsupervised = await kubedos(['stack', 'status'], env);
+    expect(unsupervised.stdout).toMatch(/supervisor\s+not running/);
+    expect(unsupervised.stdout).toContain('warning: nothing supervises the embedded stack');
+    expect(unsupervised.stdout).toMatch(/control\s+exited/);
+    expect(unsupervised.stdout).toMatch(/pool control has no worker polling kubedos-control, and fleet heal\/herd needs it: its worker is gone .* no supervisor has restarted it yet; log: \S+worker-control\.log/);
+    // The next command starts a supervisor, which adopts what runs and restarts what does not.
+    expect((await kubedos(['status'], env)).code).toBe(0);
+    const adopted = read();
+    expect(adopted.supervisor!.pid).not.toBe(sup);
+    expect(adopted.server.pid).toBe(read().server.pid);
+    await until('control restarted by the new supervisor', () => read().workers.control!.pid !== orphan && read().workers.control!.state === 'running');
+    expect(read().workers.control!.lastExit).toMatchObject({ code: null, signal: null }); // it ended unwatched
+    await client.workflow.getHandle('fleet/heal/herd').terminate('test over');
+  } finally {
+    await close();
+  }
+
+  // A crash loop: killed again as soon as it is back, five times; reported in status and on every command.
+  for (let i = 0; i < 5; i++) {
+    const pid = read().workers.control!.pid;
+    process.kill(pid, 'SIGKILL');
+    await until('restarted', () => read().workers.control!.pid !== pid && pidAlive(read().workers.control!.pid), 60_000);
+  }
+  expect(read().workers.control!.crashes).toBeGreaterThanOrEqual(5);
+  const looping = await kubedos(['stack', 'status'], env);
+  expect(looping.stdout).toMatch(/control\s+crash-loop/);
+  expect(looping.stdout).toMatch(/warning: worker pool control is crash-looping \(\d+ restarts; last: signal SIGKILL/);
+  const command = await kubedos(['status', '--json'], env);
+  expect(command.stderr).toMatch(/worker pool control is crash-looping/);
+
+  // An explicit `stack start` tries the refused pool again (still refused: the setting is still wrong).
+  const kvmBefore = read().workers.kvm!.pid;
+  expect((await kubedos(['stack', 'start'], env)).code).toBe(0);
+  expect(read().workers.kvm).toMatchObject({ state: 'refused' });
+  expect(read().workers.kvm!.pid).not.toBe(kvmBefore);
+
+  const all = read();
+  expect((await kubedos(['stack', 'stop'], env)).code).toBe(0);
+  for (const pid of [all.supervisor!.pid, all.server.pid, all.codec.pid, all.workers.control!.pid]) expect(pidAlive(pid)).toBe(false);
+});
+
 test('a worker refuses to poll a queue it cannot serve, and says what is missing', () => {
-  const entry = path.join(ROOT, 'dist', 'workers', 'vsphere.js');
+  // The kvm pool with nothing on PATH (the vsphere pool needs govc only where the vsphere target is registered).
+  const entry = path.join(ROOT, 'dist', 'workers', 'kvm.js');
   expect(existsSync(entry)).toBe(true);
   const r = spawnSync(process.execPath, [entry], {
-    env: { ...process.env, PATH: '/usr/bin:/bin', TEMPORAL_ADDRESS: testAddress() },
+    env: { ...process.env, PATH: '/nonexistent', KUBEDOS_HOME: newHome(), TEMPORAL_ADDRESS: testAddress() },
     encoding: 'utf8',
     timeout: 30_000,
   });
   expect(r.status).toBe(78);
-  expect(r.stderr).toMatch(/refusing to poll kubedos-vsphere: install govc/);
+  expect(r.stderr).toMatch(/refusing to poll kubedos-kvm: install qemu-system-x86_64 \(not on PATH\)/);
 });
 
 describe('with TEMPORAL_ADDRESS set', () => {

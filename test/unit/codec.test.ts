@@ -326,6 +326,14 @@ describe('codec endpoint (remote codec protocol)', () => {
     expect(defaultPayloadConverter.fromPayload(payload)).toEqual({ password: SECRET, n: 42 });
   });
 
+  test('an omitted payloads list is the empty list (proto JSON): the temporal CLI sends {} for a signal or query with no argument', async () => {
+    for (const op of ['encode', 'decode']) {
+      const res = await fetch(`${server.url}/${op}`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Namespace': 'default' }, body: '{}' });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ payloads: [] });
+    }
+  });
+
   test('the OPTIONS preflight allows POST with Content-Type and X-Namespace, with credentials', async () => {
     const res = await fetch(`${server.url}/decode`, {
       method: 'OPTIONS',
@@ -371,7 +379,11 @@ describe('codec endpoint (remote codec protocol)', () => {
     expect(res.headers.get('access-control-allow-origin')).toBe(UI);
     expect(((await res.json()) as { error: string }).error).toMatch(/not among the keys/);
     expect((await fetch(`${server.url}/decode`, { method: 'POST', body: '{nope' })).status).toBe(400);
-    expect((await fetch(`${server.url}/decode`, { method: 'POST', body: '{"payload": []}' })).status).toBe(400);
+    const typo = await fetch(`${server.url}/decode`, { method: 'POST', body: '{"payload": []}' });
+    expect(typo.status).toBe(400);
+    expect(((await typo.json()) as { error: string }).error).toMatch(/unknown field "payload"/);
+    expect((await fetch(`${server.url}/decode`, { method: 'POST', body: '[]' })).status).toBe(400);
+    expect((await fetch(`${server.url}/decode`, { method: 'POST', body: '{"payloads": {}}' })).status).toBe(400);
     expect((await fetch(`${server.url}/decode`)).status).toBe(405);
     expect((await fetch(`${server.url}/other`, { method: 'POST', body: '{}' })).status).toBe(404);
   });

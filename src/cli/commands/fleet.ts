@@ -29,6 +29,7 @@ import { configuredStore, withStore } from '../../store/default';
 import { listPins, unpin } from '../../store/pins';
 import { connectClient } from '../../temporal/client';
 import { awaitPollers } from '../../temporal/pollers';
+import { stackStatus } from '../../temporal/stack';
 import { poolOfTarget } from '../../targets';
 import { workflowUiLink } from '../../temporal/connection';
 import { action, type GlobalOptions } from '../command';
@@ -36,6 +37,7 @@ import { EXIT, type ExitCode } from '../exit-codes';
 import { findFleet, fleetSpecFromSpec, renderFleetStatus, rolloutStatus, runningFleets } from '../fleets';
 import { buildProgress, stageRequests } from '../manufacture';
 import { pruneFleetImages, renderPrune } from '../prune-images';
+import { poolWarnings } from '../pool-warnings';
 import { colors as pc, note, printJson } from '../output';
 
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -257,9 +259,12 @@ async function withFleet(ref: string, fn: (client: Client, handle: WorkflowHandl
 }
 
 async function status(ref: string | undefined, opts: GlobalOptions & { nodes?: boolean; watch?: boolean }): Promise<ExitCode> {
-  const { client, close } = await connectClient();
+  const { client, settings, close } = await connectClient();
   try {
     for (;;) {
+      // Said first: a fleet whose control pool is down cannot even answer its status query.
+      const warnings = (await poolWarnings(client, settings.embedded ? stackStatus() : undefined)).map((w) => `${pc.yellow('warning')}: ${w.message}`);
+      if (!opts.watch) for (const w of warnings) note(w);
       const handles = ref ? [await findFleet(client, ref)] : await runningFleets(client);
       const statuses = await Promise.all(handles.map(async (h) => { const s = await h.query(fleetStatusQuery); return { s, rollout: await rolloutStatus(client, s) }; }));
       if (opts.json) {
@@ -271,7 +276,7 @@ async function status(ref: string | undefined, opts: GlobalOptions & { nodes?: b
         process.stdout.write(`${text}\n`);
         return EXIT.ok;
       }
-      process.stdout.write(`\x1b[2J\x1b[H${text}\n\n(refreshing every second; Ctrl-C to stop)\n`);
+      process.stdout.write(`\x1b[2J\x1b[H${[text, ...warnings].join('\n')}\n\n(refreshing every second; Ctrl-C to stop)\n`);
       await sleep(1000);
     }
   } finally {

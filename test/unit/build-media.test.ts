@@ -7,6 +7,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { inputDigest, validatePlan, type BuildPlan } from '../../src/foundry';
+import { formatNamed } from '../../src/foundry/formats';
 import { newcArchive, parentDirs, writeNewcArchive } from '../../src/foundry/cpio';
 import { grubConfig, grubEarlyConfig, isoBootEntries, isolinuxConfig, isoVolumeId } from '../../src/foundry/formats/iso';
 import {
@@ -289,12 +290,15 @@ describe('validation', () => {
       expect(validatePlan({ ...PLAN, image: { ...PLAN.image, installerIso: { source, sha256: 'a'.repeat(64) } }, formats: ['installer-media'] })).toEqual([]);
     }
   });
-  test('plan: the input digest identifies the installer ISO by its sha256, not by where it lives', () => {
+  test('plan: the installer ISO is an option of installer-media, by its sha256, not by where it lives; the image digest ignores it', () => {
     const withIso = (source: string, sha256: string): BuildPlan => ({ ...PLAN, image: { ...PLAN.image, installerIso: { source, sha256 } } });
-    const a = inputDigest(withIso('/srv/a/mini.iso', 'a'.repeat(64)), 'lock');
-    expect(inputDigest(withIso('https://x/mini.iso', 'a'.repeat(64)), 'lock')).toBe(a);
-    expect(inputDigest(withIso('/srv/a/mini.iso', 'c'.repeat(64)), 'lock')).not.toBe(a);
-    expect(inputDigest(PLAN, 'lock')).not.toBe(a);
+    const media = formatNamed('installer-media');
+    const a = media.options!(withIso('/srv/a/mini.iso', 'a'.repeat(64)));
+    expect(media.options!(withIso('https://x/mini.iso', 'a'.repeat(64)))).toEqual(a);
+    expect(media.options!(withIso('/srv/a/mini.iso', 'c'.repeat(64)))).not.toEqual(a);
+    // The image (rootfs, disks) does not depend on the installer ISO: its siblings are reused when only the ISO changes.
+    expect(inputDigest(withIso('/srv/a/mini.iso', 'c'.repeat(64)), 'lock')).toBe(inputDigest(withIso('/srv/a/mini.iso', 'a'.repeat(64)), 'lock'));
+    expect(inputDigest(withIso('/srv/a/mini.iso', 'a'.repeat(64)), 'lock')).toBe(inputDigest(PLAN, 'lock'));
   });
   test('spec: installerIso is checked, and required by the installer-media output', () => {
     const issues = (yaml: string) => {

@@ -102,20 +102,32 @@ function driverContext(): DriverContext {
 /**
  * fetchArtifact for DeployDeps from an artifact store: the publication's signature is checked
  * with the trusted Foundry keys, then the artifact is downloaded into `destDir` and its digest
- * checked before anything uses it (a verified copy already there is reused).
+ * checked before anything uses it (a verified copy already there is reused). A format of several
+ * files (a bundle) is fetched whole, each file verified alike, and handed over as `files`.
  */
 export function artifactsFromStore(store: ArtifactStore, destDir: string, allowedSigners?: string): NonNullable<DeployDeps['fetchArtifact']> {
   return async (image, format, signal, progress) => {
-    const fetched = await fetchVerifiedArtifact({
-      store,
-      manifestDigest: image.digest,
-      format,
-      destDir,
-      allowedSigners,
-      signal,
-      onProgress: (p) => progress?.({ step: `fetching ${image.name} ${format}`, done: p.bytes, total: p.total }),
-    });
-    return { format, sha256: fetched.sha256, size: fetched.size, path: fetched.path };
+    const fetch = (file?: string) =>
+      fetchVerifiedArtifact({
+        store,
+        manifestDigest: image.digest,
+        format,
+        file,
+        destDir,
+        allowedSigners,
+        signal,
+        onProgress: (p) => progress?.({ step: `fetching ${image.name} ${file ?? format}`, done: p.bytes, total: p.total }),
+      });
+    const first = await fetch();
+    const artifact = { format, sha256: first.sha256, size: first.size, path: first.path };
+    const members = first.manifest.artifacts.filter((a) => a.format === format);
+    if (members.length < 2) return artifact;
+    const files = [{ file: members[0]!.file, sha256: first.sha256, size: first.size, path: first.path }];
+    for (const member of members.slice(1)) {
+      const fetched = await fetch(member.file);
+      files.push({ file: member.file, sha256: fetched.sha256, size: fetched.size, path: fetched.path });
+    }
+    return { ...artifact, files };
   };
 }
 

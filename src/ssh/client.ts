@@ -462,6 +462,27 @@ export class SshClient {
     return this.sftpSession;
   }
 
+  /**
+   * A stream to a unix socket on the host, through OpenSSH stream-local forwarding
+   * (`direct-streamlocal@openssh.com`; sshd's AllowStreamLocalForwarding, on by default): how an API
+   * that listens only on a host's unix socket (Firecracker's) is reached without exposing a TCP port.
+   * Not a session, so it does not count against the channel limit. The socket missing or refused
+   * rejects with SshConnectError.
+   */
+  openUnixStream(socketPath: string): Promise<ClientChannel> {
+    if (this.closedFlag) return Promise.reject(new SshConnectError(this.label, `the connection is closed; cannot open ${socketPath}`));
+    return new Promise<ClientChannel>((resolve, reject) => {
+      try {
+        this.conn.openssh_forwardOutStreamLocal(socketPath, (err, stream) => {
+          if (err) reject(new SshConnectError(this.label, `could not open a stream to ${socketPath}: ${err.message}`, { cause: err, hint: 'the socket may not exist (yet); sshd must allow stream-local forwarding (AllowStreamLocalForwarding)' }));
+          else resolve(stream);
+        });
+      } catch (err) {
+        reject(new SshConnectError(this.label, `could not open a stream to ${socketPath}: ${(err as Error).message}`, { cause: err }));
+      }
+    });
+  }
+
   /** Close the connection; resolves once the socket is closed. Safe to call twice. */
   async close(): Promise<void> {
     if (this.cleanups.size > 0) await Promise.race([Promise.allSettled(this.cleanups), sleep(7000, undefined, { ref: false })]);

@@ -82,6 +82,8 @@ export interface FetchArtifactOptions {
   manifestDigest: string;
   /** Which of the manifest's artifacts: `raw`, `qcow2`, `vmdk`, `ova`, … */
   format: string;
+  /** Which file of a multi-file format (its manifest name). @default the format's first */
+  file?: string;
   /** Directory to write the artifact into; created when missing. */
   destDir: string;
   /** Name of the file in destDir. @default `<first 16 hex of its sha256>-<artifact file name>` */
@@ -118,10 +120,10 @@ export async function fetchVerifiedArtifact(options: FetchArtifactOptions): Prom
     verifiedManifest(store, options.manifestDigest, { allowedSigners: trust.file, signal }),
   );
   const { manifest } = verified;
-  const artifact = manifest.artifacts.find((a) => a.format === options.format);
+  const artifact = manifest.artifacts.find((a) => a.format === options.format && (options.file === undefined || a.file === options.file));
   if (!artifact) {
     throw new StoreError(
-      `manifest sha256:${verified.digest} (${manifest.image.name}) has no ${options.format} artifact; it has ${manifest.artifacts.map((a) => a.format).join(', ') || 'none'}`,
+      `manifest sha256:${verified.digest} (${manifest.image.name}) has no ${options.format} artifact${options.file === undefined ? '' : ` named ${options.file}`}; it has ${manifest.artifacts.map((a) => (options.file === undefined ? a.format : a.file)).join(', ') || 'none'}`,
       'pick one of those formats, or build the image with the format added to its outputs',
     );
   }

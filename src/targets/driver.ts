@@ -24,7 +24,27 @@ export interface ImageSource {
   /** Digest that identifies the image: the signed publication's digest, or the plan digest for hollow nodes. */
   digest: string;
   /** The artifact in the driver's format, when the driver needs bytes. */
-  artifact?: { format: string; sha256: string; size: number; /** Local, verified copy. */ path: string };
+  artifact?: {
+    format: string;
+    sha256: string;
+    size: number;
+    /** Local, verified copy. */
+    path: string;
+    /**
+     * Every file of a multi-file format (a bundle such as firecracker's config, kernel, initrd and
+     * rootfs), in manifest order, the first being the one above; each verified like it.
+     */
+    files?: BundleFile[];
+  };
+}
+
+/** One file of a multi-file artifact, verified and local. */
+export interface BundleFile {
+  /** Its name in the build's manifest, e.g. `worker.firecracker.vmlinux`. */
+  file: string;
+  sha256: string;
+  size: number;
+  path: string;
 }
 
 /** What `prepare` leaves on the host: the driver's handle on the base image. */

@@ -232,6 +232,7 @@ describe('targets', () => {
   test('every registered target type has a schema variant', () => {
     const minimal: Record<string, Record<string, unknown>> = {
       proxmox: { node: 'pve1', ssh: { host: 'pve1', hostKey: FINGERPRINT } },
+      firecracker: { hosts: ['local'], network: { bridge: 'br0' } },
     };
     const doc = baseDoc();
     doc.fleets = {};

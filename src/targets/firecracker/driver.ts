@@ -240,7 +240,7 @@ export class FirecrackerDriver implements TargetDriver {
     };
     const location = artifact.sha256;
     const dir = this.imagesDir(location);
-    await Promise.all(
+    const done = await Promise.allSettled(
       this.hosts.map(async (host) => {
         await host.mkdir(dir, 0o755);
         for (const [name, part] of Object.entries(parts)) {
@@ -256,6 +256,8 @@ export class FirecrackerDriver implements TargetDriver {
         }
       }),
     );
+    const failed = done.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     logger.info({ target: this.name, image: image.name, location, hosts: this.hosts.map((h) => h.label) }, 'firecracker bundle prepared');
     return { digest: image.digest, location };
   }

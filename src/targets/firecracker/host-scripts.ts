@@ -65,13 +65,14 @@ export const EXIT_NO_BRIDGE = 10;
  * /30's host address for NAT), a stale API socket removed, and the jailer started in a session of
  * its own, stdout (the serial console) to console.log and stderr to firecracker.log: `started <pid>`.
  * Args: nodeDir jailId tap mode(bridge|nat) bridge-or-hostCIDR uid gid socketPath jailer-argv…
+ * (Processes are found with an anchored regex, not a fixed string: grep's own argv must not match.)
  */
 export const LAUNCH_SCRIPT = `set -eu
 node=$1 jail=$2 tap=$3 mode=$4 net=$5 uid=$6 gid=$7 socket=$8
 shift 8
 exec 9>>"$node/lock"
 flock 9
-for f in $(grep -lxzF -e "--id=$jail" /proc/[0-9]*/cmdline 2>/dev/null); do
+for f in $(grep -lzE -e "^--id=$jail\\$" /proc/[0-9]*/cmdline 2>/dev/null); do
   pid=\${f#/proc/}; pid=\${pid%/cmdline}
   echo "running $pid"
   exit 0
@@ -98,11 +99,11 @@ echo "started $!"
 export const TEARDOWN_SCRIPT = `set -u
 node=$1 id=$2 jail=$3 tap=$4 nat=$5
 shift 5
-for f in $(grep -lxzF -e "--id=$id" /proc/[0-9]*/cmdline 2>/dev/null); do
+for f in $(grep -lzE -e "^--id=$id\\$" /proc/[0-9]*/cmdline 2>/dev/null); do
   pid=\${f#/proc/}; kill -KILL "\${pid%/cmdline}" 2>/dev/null || true
 done
 i=0
-while [ "$i" -lt 50 ] && grep -qlxzF -e "--id=$id" /proc/[0-9]*/cmdline 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+while [ "$i" -lt 50 ] && grep -qzE -e "^--id=$id\\$" /proc/[0-9]*/cmdline 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
 if [ -e "/sys/class/net/$tap" ]; then ip link del dev "$tap"; fi
 rm -rf "$jail"
 for d in "$@"; do
@@ -125,7 +126,7 @@ fi
  */
 export const LIST_SCRIPT = `set -u
 nodes=$1
-live=$(grep -hxzE -e '--id=[A-Za-z0-9-]+' /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n')
+live=$(grep -hzE -e '^--id=[A-Za-z0-9-]+$' /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n')
 for d in "$nodes"/*/; do
   [ -f "$d/node.json" ] || continue
   name=\${d%/}; name=\${name##*/}

@@ -491,10 +491,13 @@ export class FirecrackerDriver implements TargetDriver {
     const found = await this.locate(nodeId);
     if (!found) throw new TargetNodeNotFoundError(this.name, nodeId, 'check');
     const { host, record } = found;
-    const log = (await this.hosts[host]!.readFile(`${this.nodeDir(nodeId)}/console.log`))?.toString('utf8') ?? '';
-    if (consoleReady(log, record.identity.hostname)) return true;
-    if (!(await this.runningPid(host, nodeId, record.jailId))) throw new NodeNotRunningError(nodeId, `${this.name} (${this.label(host)})`, tail(log));
-    return false;
+    const consoleLog = async () => (await this.hosts[host]!.readFile(`${this.nodeDir(nodeId)}/console.log`))?.toString('utf8') ?? '';
+    if (consoleReady(await consoleLog(), record.identity.hostname)) return true;
+    if (await this.runningPid(host, nodeId, record.jailId)) return false;
+    // It exited since the console was read: what it printed last says why (or that it did get ready).
+    const last = await consoleLog();
+    if (consoleReady(last, record.identity.hostname)) return true;
+    throw new NodeNotRunningError(nodeId, `${this.name} (${this.label(host)})`, tail(last));
   }
 
   // --- destroy ------------------------------------------------------------------------------

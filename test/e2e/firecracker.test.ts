@@ -27,9 +27,9 @@ import { FirecrackerDriver } from '../../src/targets/firecracker/driver';
 import { jailId, tapName } from '../../src/targets/firecracker/names';
 import { generateIdentity, publicPart } from '../../src/targets/identity';
 import { deployUpdate, fleetWorkflowId, scaleUpdate, teardownSignal, type FleetInput } from '../../workflows/fleet-api';
-import { readyCount, waitForStatus } from '../support/fleet';
+import { readyCount } from '../support/fleet';
 import { smallBundle, type BundleArtifact } from '../support/firecracker-bundle';
-import { entries, sharedMount, startFirecrackerHost, type FirecrackerTestHost } from '../support/firecracker-host';
+import { entries, sharedMount, startFirecrackerHost, waitForFleet, type FirecrackerTestHost } from '../support/firecracker-host';
 import { connectTestEnv, testPoolWorker, type TestEnv } from '../support/temporal';
 
 jest.setTimeout(5 * 60_000);
@@ -435,20 +435,20 @@ describe('through the fleet workflow (dev server; deploy activities on a kvm wor
     };
     try {
       let t = Date.now();
-      let status = await waitForStatus(handle, (s) => s.phase === 'steady' && readyCount(s) === 3, 120_000);
+      let status = await waitForFleet(handle, (s) => s.phase === 'steady' && readyCount(s) === 3, 120_000);
       console.log(`fleet of 3 (stand-in, no boot): deploy → ready in ${Date.now() - t} ms`);
       expect(new Set(status.nodes.map((n) => n.identity!.hostKeyFingerprint)).size).toBe(3);
       expect((await perHost()).sort()).toEqual([1, 2]);
 
       t = Date.now();
       expect(await handle.executeUpdate(scaleUpdate, { args: [6] })).toBe(6);
-      status = await waitForStatus(handle, (s) => s.phase === 'steady' && readyCount(s) === 6, 120_000);
+      status = await waitForFleet(handle, (s) => s.phase === 'steady' && readyCount(s) === 6, 120_000);
       console.log(`scale 3 → 6: ${Date.now() - t} ms`);
       expect(await perHost()).toEqual([3, 3]);
       for (const h of hosts) expect(await firecrackers(h)).toHaveLength(3);
 
       await handle.executeUpdate(scaleUpdate, { args: [2] });
-      status = await waitForStatus(handle, (s) => s.phase === 'steady' && s.nodes.length === 2 && readyCount(s) === 2, 120_000);
+      status = await waitForFleet(handle, (s) => s.phase === 'steady' && s.nodes.length === 2 && readyCount(s) === 2, 120_000);
       const owned = await d.list({ platform: fleetPlatform }, {});
       expect(owned.map((n) => n.nodeId).sort()).toEqual(status.nodes.map((n) => n.nodeId).sort());
       expect((await Promise.all(hosts.map(firecrackers))).flat()).toHaveLength(2);
@@ -456,14 +456,14 @@ describe('through the fleet workflow (dev server; deploy activities on a kvm wor
 
       // A rollout to image B replaces both nodes; one to a kernel that panics is rolled back.
       expect(await handle.executeUpdate(deployUpdate, { args: [{ image: { name: 'qa-worker', digest: 'b'.repeat(64) } }] })).toEqual({ generation: 2, unchanged: false });
-      status = await waitForStatus(handle, (s) => s.phase === 'steady' && s.rollouts.length === 2 && readyCount(s) === 2, 120_000);
+      status = await waitForFleet(handle, (s) => s.phase === 'steady' && s.rollouts.length === 2 && readyCount(s) === 2, 120_000);
       expect(status.rollouts.map((r) => r.outcome)).toEqual(['completed', 'completed']); // the first deploy, then B
       expect((await d.list({ platform: fleetPlatform }, {})).map((n) => [n.labels.generation, n.labels.imageDigest])).toEqual([[2, 'b'.repeat(64)], [2, 'b'.repeat(64)]]);
       await handle.executeUpdate(deployUpdate, { args: [{ image: { name: 'qa-worker', digest: 'c'.repeat(64) } }] });
-      status = await waitForStatus(handle, (s) => s.rollouts.length === 3 && s.phase !== 'rolling-out', 120_000);
+      status = await waitForFleet(handle, (s) => s.rollouts.length === 3 && s.phase !== 'rolling-out', 120_000);
       expect(status.rollouts[2]!.outcome).toBe('rolled-back');
       expect(status.rollouts[2]!.error).toMatch(/stopped running before it reported ready[\s\S]*Kernel panic/);
-      await waitForStatus(handle, (s) => s.phase === 'steady' && readyCount(s) === 2, 60_000);
+      await waitForFleet(handle, (s) => s.phase === 'steady' && readyCount(s) === 2, 60_000);
       const after = await d.list({ platform: fleetPlatform }, {});
       expect(after.map((n) => [n.labels.generation, n.running])).toEqual([[2, true], [2, true]]);
       expect((await Promise.all(hosts.map(firecrackers))).flat()).toHaveLength(2);
@@ -506,7 +506,7 @@ describe('through the fleet workflow (dev server; deploy activities on a kvm wor
       const killedAt = Date.now();
       const interrupted = hosts.flatMap((h) => h.apiCalls()).filter((c) => c.id.startsWith(`${fleetPlatform}-qa`) && c.path === '/actions').length;
       await startWorker();
-      const status = await waitForStatus(handle, (s) => s.phase === 'steady' && readyCount(s) === 2, 180_000);
+      const status = await waitForFleet(handle, (s) => s.phase === 'steady' && readyCount(s) === 2, 180_000);
       console.log(`killed kvm worker mid-launch (${interrupted} InstanceStart sent before the kill): resumed and ready ${Date.now() - killedAt} ms after the kill`);
       const owned = await d.list({ platform: fleetPlatform }, {});
       expect(owned.map((n) => n.nodeId).sort()).toEqual(status.nodes.map((n) => n.nodeId).sort());

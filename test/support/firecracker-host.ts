@@ -15,8 +15,12 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import type { WorkflowHandle } from '@temporalio/client';
 import type { TargetOf } from '../../src/platform/types';
+import type { FleetStatus } from '../../workflows/fleet-api';
+import { waitForStatus } from './fleet';
 import { startSshd, type SshdServer } from './sshd';
 
 const run = promisify(execFile);
@@ -87,7 +91,7 @@ export async function startFirecrackerHost(mount: string, options: FirecrackerHo
   const dir = mkdtempSync('/tmp/kdfch-');
   chmodSync(dir, 0o755); // the jailed user walks through it
   const at = (...p: string[]) => path.join(mount, ...p);
-  for (const d of ['bin', 'srv', 'cgroup']) mkdirSync(path.join(dir, d), { mode: 0o755 });
+  for (const d of ['bin', 'srv', 'cgroup', 'home']) mkdirSync(path.join(dir, d), { mode: 0o755 });
   linkSync(STANDIN_BINARY, path.join(dir, 'bin', 'firecracker'));
   linkSync(STANDIN_BINARY, path.join(dir, 'bin', 'jailer'));
   writeFileSync(path.join(dir, 'api.log'), '', { mode: 0o644 });
@@ -139,7 +143,17 @@ export async function startFirecrackerHost(mount: string, options: FirecrackerHo
     await ip('-n', netns, 'link', 'set', bridge, 'up');
     // sshd (and so every session) in the namespace, in a mount namespace where `mount` is this host's directory.
     const prefix = ['ip', 'netns', 'exec', netns, 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', dir, mount];
-    sshd = await startSshd({ prefix, listen: inside, port: 2222 });
+    // Sessions get a HOME of their own: root's shell start-up files on a shared machine are not the host's.
+    // (Retried: on a saturated machine sshd has once been seen to exit silently at start.)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        sshd = await startSshd({ prefix, listen: inside, port: 2222, sessionEnv: { HOME: at('home') } });
+        break;
+      } catch (err) {
+        if (attempt >= 3) throw err;
+        await sleep(1_000);
+      }
+    }
   } catch (err) {
     await cleanup();
     throw err;
@@ -182,5 +196,21 @@ export function entries(dir: string): string[] {
     return readdirSync(dir).sort();
   } catch {
     return [];
+  }
+}
+
+/**
+ * waitForStatus (./fleet.ts), tolerating queries that time out while the machine is saturated
+ * (several TCG guests on two shared cores can starve the worker that answers them).
+ */
+export async function waitForFleet(handle: WorkflowHandle, ok: (s: FleetStatus) => boolean, timeoutMs: number): Promise<FleetStatus> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await waitForStatus(handle, ok, Math.max(1_000, deadline - Date.now()));
+    } catch (err) {
+      if (!/DEADLINE_EXCEEDED|Failed to query Workflow/.test(`${(err as Error).message} ${String((err as { cause?: unknown }).cause)}`) || Date.now() > deadline) throw err;
+      await sleep(2_000);
+    }
   }
 }

@@ -92,6 +92,8 @@ export interface SshdOptions {
   listen?: string;
   /** @default a free port on this machine */
   port?: number;
+  /** Environment of every session (sshd's SetEnv), e.g. a HOME of the test's own. */
+  sessionEnv?: Record<string, string>;
 }
 
 export async function startSshd(options: SshdOptions = {}): Promise<SshdServer> {
@@ -127,6 +129,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdServer> 
       'MaxStartups 64',
       // VERBOSE logs each key offered for auth (the wrong-key test relies on it); SSHD_LOGLEVEL=DEBUG1 to debug.
       `LogLevel ${process.env.SSHD_LOGLEVEL ?? 'VERBOSE'}`,
+      ...(options.sessionEnv ? [`SetEnv ${Object.entries(options.sessionEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`] : []),
       '',
     ].join('\n'),
   );
@@ -139,6 +142,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdServer> 
     await waitForBanner(port, pid, config, logFile, 10_000, host);
   } catch (err) {
     await stopProcess(pid, config, 2000);
+    rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   const user = 'root';

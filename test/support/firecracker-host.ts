@@ -33,6 +33,12 @@ export interface FirecrackerHostOptions {
   /** Without boot: print `kubedos: ready <hostname from MMDS>` this long after InstanceStart. */
   emulateGuest?: boolean;
   readyDelayMs?: number;
+  /**
+   * CPUs the host reports to the driver's placement (its sessions' `nproc`, through
+   * OMP_NUM_THREADS), for a benchmark that puts more microVMs on one host than this machine's CPUs
+   * allow at the schema's largest oversubscription. @default this machine's
+   */
+  reportedCpus?: number;
 }
 
 export interface FirecrackerTestHost {
@@ -147,7 +153,7 @@ export async function startFirecrackerHost(mount: string, options: FirecrackerHo
     // (Retried: on a saturated machine sshd has once been seen to exit silently at start.)
     for (let attempt = 1; ; attempt++) {
       try {
-        sshd = await startSshd({ prefix, listen: inside, port: 2222, sessionEnv: { HOME: at('home') } });
+        sshd = await startSshd({ prefix, listen: inside, port: 2222, sessionEnv: { HOME: at('home'), ...(options.reportedCpus ? { OMP_NUM_THREADS: String(options.reportedCpus) } : {}) } });
         break;
       } catch (err) {
         if (attempt >= 3) throw err;

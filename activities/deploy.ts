@@ -108,7 +108,8 @@ function driverContext(): DriverContext {
 /**
  * fetchArtifact for DeployDeps from an artifact store: the publication's signature is checked
  * with the trusted Foundry keys, then the artifact is downloaded into `destDir` and its digest
- * checked before anything uses it (a verified copy already there is reused).
+ * checked before anything uses it (a verified copy already there is reused). A format of several
+ * files (a bundle) is fetched whole, each file verified alike, and handed over as `files`.
  */
 export function artifactsFromStore(store: ArtifactStore, destDir: string, allowedSigners?: string): NonNullable<DeployDeps['fetchArtifact']> {
   return async (image, format, signal, progress) => {

@@ -677,3 +677,84 @@ export class ProvisioningFailedError extends KubedosError {
     super(`machine ${machine} (node ${nodeId}): ${detail}`, 'look at the machine\'s console through its BMC; the fleet replaces the node');
   }
 }
+
+// --- firecracker ---
+
+/** Firecracker's API refused a call (HTTP 4xx/5xx with a `fault_message`): a configuration it cannot run. */
+export class FirecrackerApiError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly nodeId: string,
+    readonly method: string,
+    readonly path: string,
+    readonly status: number,
+    /** Firecracker's own explanation. */
+    readonly faultMessage: string,
+  ) {
+    super(
+      `target ${target}: Firecracker refused ${method} ${path} for node ${nodeId} (HTTP ${status}): ${faultMessage}`,
+      /cannot be opened|No such file|backing file/i.test(faultMessage)
+        ? "a file the microVM is configured with is missing or unreadable in its jail on the host: the host's copy of the image or the node's jail was changed behind KubeDos's back; let the fleet replace the node (prepare uploads a damaged image again)"
+        : 'the fault message says what Firecracker objects to; check the target spec (memory, cpus, network) against the host',
+      { retryable: status >= 500 },
+    );
+  }
+}
+
+/** Firecracker's API socket did not answer (the VMM is still starting, died, or the SSH stream failed). */
+export class FirecrackerApiUnavailableError extends KubedosError {
+  static override readonly retryable = true;
+  constructor(
+    readonly target: string,
+    readonly nodeId: string,
+    readonly detail: string,
+    options?: { cause?: unknown; hint?: string },
+  ) {
+    super(`target ${target}: Firecracker API of node ${nodeId} unreachable: ${detail}`, options?.hint ?? 'the step is retried; if it persists, look at firecracker.log in the node\'s state directory on the host', { cause: options?.cause });
+  }
+}
+
+/** The jailer or firecracker exited instead of serving the API (bad paths, uid, a missing binary). */
+export class FirecrackerLaunchError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly nodeId: string,
+    readonly host: string,
+    /** The last lines the jailer and firecracker wrote. */
+    readonly logTail: string,
+  ) {
+    super(
+      `target ${target}: the jailer did not start firecracker for node ${nodeId} on ${host}${logTail ? `:\n${logTail}` : ' (it wrote nothing)'}`,
+      'check the firecracker and jailer paths, uid/gid and chrootBase in the target spec against the host',
+    );
+  }
+}
+
+/** No host of the target has room for another microVM under its limits. */
+export class FirecrackerCapacityError extends KubedosError {
+  static override readonly retryable = true;
+  constructor(
+    readonly target: string,
+    /** Per host: `label: used/capacity`. */
+    readonly hosts: readonly string[],
+  ) {
+    super(
+      `target ${target}: every host is full (${hosts.join(', ')})`,
+      'room frees up as a rollout removes old nodes (the step is retried); otherwise add hosts, raise limits (maxMicrovms, cpuOversubscription, memoryOversubscription) or lower replicas',
+    );
+  }
+}
+
+/** The bridge a target's network names does not exist on a host. */
+export class FirecrackerBridgeMissingError extends KubedosError {
+  constructor(
+    readonly target: string,
+    readonly host: string,
+    readonly bridge: string,
+  ) {
+    super(`target ${target}: host ${host} has no bridge "${bridge}"`, `create it on the host (ip link add ${bridge} type bridge) or name an existing one in network.bridge`);
+  }
+}
+
+/** The bundle is incomplete or was built without what the driver needs (the overlay init). */
+export class FirecrackerImageError extends KubedosError {}

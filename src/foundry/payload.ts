@@ -19,7 +19,10 @@
  *   on VMware), each of which decides whether it applies.
  * - networking: systemd-networkd enabled with DHCP on every wired NIC (a plan's own
  *   /etc/systemd/network files sorting earlier take precedence), so a node is reachable (SSH health
- *   checks, forwarded ports) without any per-node configuration.
+ *   checks, forwarded ports) without any per-node configuration; systemd-network-generator turns
+ *   `ip=` kernel arguments (static addresses a deploy target hands out) into networkd files.
+ * - `overlay-init` (overlay-init.ts): with `init=` it makes the root an overlay of the read-only
+ *   image and the node's own disk (how Firecracker microVMs share one rootfs).
  * - hostname, hosts, fstab, sshd policy (no passwords unless the plan allows them), root's
  *   authorized_keys, /etc/kubedos/image.json.
  * The machine-id stays empty: systemd makes one at first boot (from the VM's SMBIOS UUID when the
@@ -31,6 +34,7 @@ import { GUESTINFO_READER, GUESTINFO_READER_PATH, GUESTINFO_READY, GUESTINFO_REA
 import { MMDS_READER, MMDS_READER_PATH } from './mmds-reader';
 import { NOCLOUD_AWK, NOCLOUD_AWK_PATH, NOCLOUD_READER, NOCLOUD_READER_PATH } from './nocloud-reader';
 import { NOCLOUD_NET_READER, NOCLOUD_NET_READER_PATH } from './nocloud-net-reader';
+import { OVERLAY_INIT, OVERLAY_INIT_PATH } from './overlay-init';
 import type { BuildPlan } from './plan';
 
 export type PayloadEntry =
@@ -182,6 +186,8 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     { kind: 'symlink', path: `${SYSTEMD_DIR}/multi-user.target.wants/systemd-networkd.service`, target: '/lib/systemd/system/systemd-networkd.service' },
     { kind: 'symlink', path: `${SYSTEMD_DIR}/sockets.target.wants/systemd-networkd.socket`, target: '/lib/systemd/system/systemd-networkd.socket' },
     { kind: 'symlink', path: `${SYSTEMD_DIR}/dbus-org.freedesktop.network1.service`, target: '/lib/systemd/system/systemd-networkd.service' },
+    // Static addresses given as `ip=` kernel arguments (a Firecracker target's NAT mode) become networkd files.
+    { kind: 'symlink', path: `${SYSTEMD_DIR}/sysinit.target.wants/systemd-network-generator.service`, target: '/lib/systemd/system/systemd-network-generator.service' },
     file(
       '/etc/kubedos/image.json',
       `${JSON.stringify({ name: img.name, role: img.role, inputDigest: ids.inputDigest, sourceDateEpoch: plan.sourceDateEpoch }, null, 2)}\n`,
@@ -198,6 +204,7 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     file(EC2_READER_PATH, EC2_READER, 0o755),
     file(GUESTINFO_READER_PATH, GUESTINFO_READER, 0o755),
     file(GUESTINFO_READY_PATH, GUESTINFO_READY, 0o755),
+    file(OVERLAY_INIT_PATH, OVERLAY_INIT, 0o755),
     file('/usr/lib/kubedos/ready', READY_SCRIPT, 0o755),
     ...unitEntries('kubedos-firstboot.service', FIRSTBOOT_UNIT, true),
     ...unitEntries('kubedos-ready.service', READY_UNIT, true),

@@ -124,6 +124,13 @@ class Slots {
   }
 }
 
+/** Session channels a busy connection is refused ("no more sessions", sent as "open failed") before giving up. */
+const SESSION_RETRIES = 50;
+
+function sessionRefused(err: Error): boolean {
+  return /Channel open failure: open failed/.test(err.message);
+}
+
 /**
  * Prefix of every remote command: the login shell prints its pid, then `exec`s the program, which
  * keeps that pid and leads the session's process group (sshd setsid()s each session). Stopping a
@@ -377,8 +384,22 @@ export class SshClient {
         if (stopping) stopRemote();
       };
 
+      let refusals = 0;
       const onChannel = (err: Error | undefined, stream: ClientChannel): void => {
         if (err) {
+          // sshd frees a finished session's slot a moment after its channel closed, so a busy
+          // connection can be refused a session it is entitled to ("no more sessions"): wait, retry.
+          if (sessionRefused(err) && refusals < SESSION_RETRIES && !settled && !stopping) {
+            refusals++;
+            setTimeout(() => {
+              try {
+                this.conn.exec(command, onChannel);
+              } catch (e) {
+                onChannel(e as Error, undefined as unknown as ClientChannel);
+              }
+            }, Math.min(20 * refusals, 500));
+            return;
+          }
           release();
           settle(new SshConnectError(this.label, `could not open a channel for ${argv[0]}: ${err.message}`, { cause: err }));
           return;
@@ -447,7 +468,13 @@ export class SshClient {
   sftp(): Promise<SFTPWrapper> {
     if (this.closedFlag) return Promise.reject(new SshConnectError(this.label, 'the connection is closed; cannot open SFTP'));
     this.sftpSession ??= new Promise<SFTPWrapper>((resolve, reject) => {
-      this.conn.sftp((err, sftp) => {
+      let refusals = 0;
+      const onSftp = (err: Error | undefined, sftp: SFTPWrapper): void => {
+        if (err && sessionRefused(err) && refusals < SESSION_RETRIES && !this.closedFlag) {
+          refusals++;
+          setTimeout(() => this.conn.sftp(onSftp), Math.min(20 * refusals, 500));
+          return;
+        }
         if (err) {
           this.sftpSession = undefined;
           reject(new SshConnectError(this.label, `could not start the SFTP subsystem: ${err.message}`, { cause: err, hint: 'enable "Subsystem sftp" in the host\'s sshd_config' }));
@@ -457,9 +484,31 @@ export class SshClient {
           this.sftpSession = undefined;
         });
         resolve(sftp);
-      });
+      };
+      this.conn.sftp(onSftp);
     });
     return this.sftpSession;
+  }
+
+  /**
+   * A stream to a unix socket on the host, through OpenSSH stream-local forwarding
+   * (`direct-streamlocal@openssh.com`; sshd's AllowStreamLocalForwarding, on by default): how an API
+   * that listens only on a host's unix socket (Firecracker's) is reached without exposing a TCP port.
+   * Not a session, so it does not count against the channel limit. The socket missing or refused
+   * rejects with SshConnectError.
+   */
+  openUnixStream(socketPath: string): Promise<ClientChannel> {
+    if (this.closedFlag) return Promise.reject(new SshConnectError(this.label, `the connection is closed; cannot open ${socketPath}`));
+    return new Promise<ClientChannel>((resolve, reject) => {
+      try {
+        this.conn.openssh_forwardOutStreamLocal(socketPath, (err, stream) => {
+          if (err) reject(new SshConnectError(this.label, `could not open a stream to ${socketPath}: ${err.message}`, { cause: err, hint: 'the socket may not exist (yet); sshd must allow stream-local forwarding (AllowStreamLocalForwarding)' }));
+          else resolve(stream);
+        });
+      } catch (err) {
+        reject(new SshConnectError(this.label, `could not open a stream to ${socketPath}: ${(err as Error).message}`, { cause: err }));
+      }
+    });
   }
 
   /** Close the connection; resolves once the socket is closed. Safe to call twice. */

@@ -294,6 +294,22 @@ export class SshHost implements TargetHost {
     for (let i = 0; i < 40 && (await this.isRunning(pid, marker)); i++) await sleep(250);
   }
 
+  /**
+   * A stream to a unix socket on the host by SSH stream-local forwarding (an API socket such as
+   * Firecracker's); the pooled connection stays leased until the stream closes.
+   */
+  async streamLocal(socketPath: string, signal?: AbortSignal): Promise<Duplex> {
+    const lease = await this.pool.acquire(this.target, { signal });
+    try {
+      const stream = await lease.client.openUnixStream(socketPath);
+      stream.once('close', () => lease.release());
+      return stream;
+    } catch (err) {
+      lease.release();
+      throw err;
+    }
+  }
+
   async accel(): Promise<{ mode: 'kvm' | 'tcg'; reason: string }> {
     const r = await this.exec(['sh', '-c', REMOTE_ACCEL_SCRIPT]);
     return r.exitCode === 0 ? { mode: 'kvm', reason: `/dev/kvm usable on ${this.label}` } : { mode: 'tcg', reason: `${r.stdout.trim() || 'no KVM'} on ${this.label}` };

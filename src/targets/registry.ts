@@ -5,6 +5,7 @@
  */
 export { aws } from './aws';
 export { baremetal } from './baremetal';
+export { firecracker } from './firecracker';
 export { hollow } from './hollow';
 export { proxmox } from './proxmox';
 export { qemu } from './qemu';

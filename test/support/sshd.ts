@@ -60,11 +60,11 @@ async function hostKey(dir: string, type: 'ed25519' | 'ecdsa'): Promise<HostKeyF
 }
 
 /** Wait until the server greets with an SSH banner (not just accepts TCP). */
-async function waitForBanner(port: number, pid: number, marker: string, logFile: string, timeoutMs: number): Promise<void> {
+async function waitForBanner(port: number, pid: number, marker: string, logFile: string, timeoutMs: number, host = '127.0.0.1'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const banner = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1');
+      const socket = net.connect(port, host);
       socket.setTimeout(1000, () => {
         socket.destroy();
         resolve(false);
@@ -79,10 +79,24 @@ async function waitForBanner(port: number, pid: number, marker: string, logFile:
     if (!isOurProcess(pid, marker)) throw new Error(`sshd exited before listening:\n${logTail(logFile)}`);
     await sleep(50);
   }
-  throw new Error(`sshd did not greet on 127.0.0.1:${port} within ${timeoutMs} ms:\n${logTail(logFile)}`);
+  throw new Error(`sshd did not greet on ${host}:${port} within ${timeoutMs} ms:\n${logTail(logFile)}`);
 }
 
-export async function startSshd(): Promise<SshdServer> {
+export interface SshdOptions {
+  /**
+   * Start sshd through this argv prefix, which must exec it (e.g. `ip netns exec <ns>`, so that
+   * its sessions' commands act in that namespace). Sessions run where sshd runs.
+   */
+  prefix?: readonly string[];
+  /** Address to listen on (one the test can reach, e.g. the namespace's end of a veth pair). @default 127.0.0.1 */
+  listen?: string;
+  /** @default a free port on this machine */
+  port?: number;
+  /** Environment of every session (sshd's SetEnv), e.g. a HOME of the test's own. */
+  sessionEnv?: Record<string, string>;
+}
+
+export async function startSshd(options: SshdOptions = {}): Promise<SshdServer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'kubedos-sshd-'));
   const [ed25519, ecdsa, identityFile] = await Promise.all([
     hostKey(dir, 'ed25519'),
@@ -90,13 +104,14 @@ export async function startSshd(): Promise<SshdServer> {
     keygen(path.join(dir, 'client_key'), 'ed25519', 'kubedos-client'),
   ]);
   writeFileSync(path.join(dir, 'authorized_keys'), readFileSync(`${identityFile}.pub`));
-  const port = await freePort();
+  const host = options.listen ?? '127.0.0.1';
+  const port = options.port ?? (await freePort());
   const config = path.join(dir, 'sshd_config');
   writeFileSync(
     config,
     [
       `Port ${port}`,
-      'ListenAddress 127.0.0.1',
+      `ListenAddress ${host}`,
       `HostKey ${ed25519.file}`,
       `HostKey ${ecdsa.file}`,
       'PidFile none',
@@ -114,6 +129,7 @@ export async function startSshd(): Promise<SshdServer> {
       'MaxStartups 64',
       // VERBOSE logs each key offered for auth (the wrong-key test relies on it); SSHD_LOGLEVEL=DEBUG1 to debug.
       `LogLevel ${process.env.SSHD_LOGLEVEL ?? 'VERBOSE'}`,
+      ...(options.sessionEnv ? [`SetEnv ${Object.entries(options.sessionEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`] : []),
       '',
     ].join('\n'),
   );
@@ -121,15 +137,15 @@ export async function startSshd(): Promise<SshdServer> {
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   await run(SSHD, ['-t', '-f', config]);
   const logFile = path.join(dir, 'sshd.log');
-  const pid = spawnDaemon([SSHD, '-D', '-e', '-f', config], { logFile, detached: false });
+  const pid = spawnDaemon([...(options.prefix ?? []), SSHD, '-D', '-e', '-f', config], { logFile, detached: false });
   try {
-    await waitForBanner(port, pid, config, logFile, 10_000);
+    await waitForBanner(port, pid, config, logFile, 10_000, host);
   } catch (err) {
     await stopProcess(pid, config, 2000);
+    rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   const user = 'root';
-  const host = '127.0.0.1';
   return {
     host,
     port,

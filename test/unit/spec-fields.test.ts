@@ -254,6 +254,7 @@ describe('targets', () => {
         tls: { insecure: true },
         machines: [{ name: 'm1', bmc: 'https://10.0.0.21', mac: '52:54:00:00:00:01', address: '10.0.1.21' }],
       },
+      firecracker: { hosts: ['local'], network: { bridge: 'br0' } },
     };
     const doc = baseDoc();
     doc.fleets = {};

@@ -98,7 +98,7 @@ describe('specJsonSchema', () => {
     expect(imageProps.passwordLogin).toMatchObject({ type: 'boolean', default: false });
   });
 
-  test.each(['quickstart', 'roles', 'vsphere'])('the %s example conforms', (name) => {
+  test.each(['quickstart', 'roles', 'vsphere', 'firecracker'])('the %s example conforms', (name) => {
     expect(problems(schema, example(name), 'spec')).toEqual([]);
   });
 

@@ -45,8 +45,19 @@ describe('examples', () => {
     const spec = await loadSpec(path.join(ROOT, 'examples', 'roles'));
     const roles = Object.values(spec.images).map((i) => i.role);
     expect(roles.sort()).toEqual(['etcd', 'grafana', 'lb', 'master', 'prometheus', 'storage', 'worker']);
-    expect(new Set(Object.values(spec.targets).map((t) => t.type))).toEqual(new Set(['proxmox', 'vsphere', 'hollow']));
+    expect(new Set(Object.values(spec.targets).map((t) => t.type))).toEqual(new Set(['proxmox', 'vsphere', 'firecracker', 'hollow']));
     expect(spec.fleets['scale-test'].replicas).toBe(1000);
+    expect(spec.fleets['qa-workers']).toMatchObject({ image: 'worker', target: 'fc', replicas: 100 });
+    expect(spec.schedules.nightly!.fleets).toEqual(['workers', 'qa-workers']);
+  });
+
+  test('the Firecracker example is the README\'s QA workers: a qa-worker bundle, a fleet on Firecracker hosts', async () => {
+    const spec = await loadSpec(path.join(ROOT, 'examples', 'firecracker'));
+    expect(spec.images['qa-worker']!.outputs).toEqual(['firecracker']);
+    const target = spec.targets[spec.fleets['qa-workers']!.target]!;
+    expect(target.type).toBe('firecracker');
+    expect(target).toMatchObject({ hosts: [expect.objectContaining({ host: '10.0.0.21' }), expect.objectContaining({ host: '10.0.0.22' })], network: { bridge: 'qa0' } });
+    expect(spec.fleets['qa-workers']).toMatchObject({ image: 'qa-worker', replicas: 10 });
   });
 });
 

@@ -99,14 +99,21 @@ export interface MicrovmNic {
   guestForwards?: readonly { address: string; port: number; command: string }[];
 }
 
+/** A microvm drive: a raw image, optionally read-only (shared by several VMs, as Firecracker's `is_read_only`). */
+export interface MicrovmDrive {
+  file: string;
+  /** @default false */
+  readOnly?: boolean;
+}
+
 export interface MicrovmBootArgs {
   /** Uncompressed ELF vmlinux with a PVH note. */
   kernel: string;
   initrd?: string;
   /** The complete kernel command line. */
   cmdline: string;
-  /** Raw images attached as virtio-blk-device in order (the first is /dev/vda). */
-  drives: readonly string[];
+  /** Raw images attached as virtio-blk-device in order (the first is /dev/vda); a read-only one is opened read-only. */
+  drives: readonly (string | MicrovmDrive)[];
   /** virtio-net-device NICs on restricted user-mode networking (no host access), in order. @default none */
   nics?: readonly MicrovmNic[];
   /** Serial console (ttyS0) is written to this file. */
@@ -131,8 +138,9 @@ export function qemuMicrovmBootArgv(a: MicrovmBootArgs): string[] {
   ];
   if (a.initrd) argv.push('-initrd', a.initrd);
   argv.push('-append', a.cmdline);
-  a.drives.forEach((file, i) => {
-    argv.push('-drive', `id=drive${i},file=${qemuOptValue(file)},format=raw,if=none${a.snapshot ? ',snapshot=on' : ''}`, '-device', `virtio-blk-device,drive=drive${i}`);
+  a.drives.forEach((drive, i) => {
+    const { file, readOnly } = typeof drive === 'string' ? { file: drive, readOnly: false } : drive;
+    argv.push('-drive', `id=drive${i},file=${qemuOptValue(file)},format=raw,if=none${readOnly ? ',readonly=on' : ''}${a.snapshot ? ',snapshot=on' : ''}`, '-device', `virtio-blk-device,drive=drive${i}`);
   });
   for (const nic of a.nics ?? []) {
     const opts = [`user,id=${nic.id},restrict=on`, ...(nic.net ? [`net=${nic.net}`] : [])];

@@ -1,0 +1,3 @@
+module kubedos.dev/firecracker-standin
+
+go 1.21

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { NodeUnhealthyError, waitHealthy, type SshProbe } from '../src/health/check';
 import type { HealthCheck, TargetSpec } from '../src/platform/types';
-import type { DriverContext, ImageSource, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../src/targets/driver';
+import type { DriverContext, ImageSource, NodeLabels, OwnedNode, PreparedImage, ProgressDetail, TargetDriver } from '../src/targets/driver';
 import { generateIdentity, type PublicIdentity } from '../src/targets/identity';
 import { ConfigError } from '../src/errors';
 import { createDriver, poolOfTarget } from '../src/targets';
@@ -90,12 +90,19 @@ function driverCache(create: (t: TargetRef) => TargetDriver | Promise<TargetDriv
   };
 }
 
-/** The activity's cancellation and a heartbeat-backed progress callback, for the driver. */
+/** What a previous attempt heartbeated, when it looks like a driver's progress report. */
+function previousProgress(details: unknown): ProgressDetail | undefined {
+  const d = details as Partial<ProgressDetail> | null | undefined;
+  return d && typeof d === 'object' && typeof d.step === 'string' ? (d as ProgressDetail) : undefined;
+}
+
+/** The activity's cancellation, a heartbeat-backed progress callback and the previous attempt's last heartbeat, for the driver. */
 function driverContext(): DriverContext {
   const ctx = Context.current();
   return {
     signal: ctx.cancellationSignal,
     progress: (detail) => ctx.heartbeat(detail),
+    previous: previousProgress(ctx.info.heartbeatDetails),
   };
 }
 

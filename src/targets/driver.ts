@@ -55,11 +55,28 @@ export interface OwnedNode {
   running: boolean;
 }
 
+/** What a driver reports during a long operation; activities heartbeat it. */
+export interface ProgressDetail {
+  step: string;
+  done?: number;
+  total?: number;
+  /**
+   * The provider's handle on a long operation in flight (an operation name, a poller's state, a
+   * resumable upload's session), so that a later attempt resumes it instead of starting again.
+   */
+  operation?: string;
+}
+
 /** Passed to every call: cancellation, liveness and progress reporting. */
 export interface DriverContext {
   signal?: AbortSignal;
   /** Called during long operations (uploads, conversions); activities heartbeat from it. */
-  progress?: (detail: { step: string; done?: number; total?: number }) => void;
+  progress?: (detail: ProgressDetail) => void;
+  /**
+   * The last progress the previous attempt of the same step reported (its heartbeat details),
+   * when the step is being retried: a worker killed mid-operation is resumed by `operation`.
+   */
+  previous?: ProgressDetail;
 }
 
 export interface TargetDriver {

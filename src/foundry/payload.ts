@@ -23,6 +23,8 @@
  * hypervisor sets one, as the QEMU driver does with the Foundry's machine-id), and the NoCloud
  * reader writes the seed's.
  */
+import { AZURE_READER, AZURE_READER_PATH } from './azure-reader';
+import { GCE_READER, GCE_READER_PATH } from './gce-reader';
 import { MMDS_READER, MMDS_READER_PATH } from './mmds-reader';
 import { NOCLOUD_AWK, NOCLOUD_AWK_PATH, NOCLOUD_READER, NOCLOUD_READER_PATH } from './nocloud-reader';
 import type { BuildPlan } from './plan';
@@ -183,6 +185,8 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     file(NOCLOUD_AWK_PATH, NOCLOUD_AWK),
     file(NOCLOUD_READER_PATH, NOCLOUD_READER, 0o755),
     file(MMDS_READER_PATH, MMDS_READER, 0o755),
+    file(AZURE_READER_PATH, AZURE_READER, 0o755),
+    file(GCE_READER_PATH, GCE_READER, 0o755),
     file('/usr/lib/kubedos/ready', READY_SCRIPT, 0o755),
     ...unitEntries('kubedos-firstboot.service', FIRSTBOOT_UNIT, true),
     ...unitEntries('kubedos-ready.service', READY_UNIT, true),

@@ -419,3 +419,76 @@ export class PoolUnavailableError extends KubedosError {
 
 /** The build host no longer has what it staged, or its copy is damaged: the image must be built again, anywhere. */
 export class ArtifactNotStagedError extends KubedosError {}
+
+// --- azure ---
+
+/** Something Azure (Resource Manager, Storage, Entra ID) answered with an error; the subclass says whether to retry. */
+export class AzureRequestError extends KubedosError {
+  constructor(
+    readonly target: string,
+    /** What was being done, e.g. `create VM web-0001`. */
+    readonly operation: string,
+    /** Azure's error code (`AuthorizationFailed`, `InvalidParameter`, …) or the HTTP status. */
+    readonly code: string,
+    /** HTTP status, when there was a response. */
+    readonly status: number | undefined,
+    detail: string,
+    hint: string,
+    options?: { cause?: unknown; retryable?: boolean },
+  ) {
+    super(`target ${target}: ${operation}: ${code}: ${detail}`, hint, options);
+  }
+}
+
+/** Azure throttled the worker (HTTP 429): retried with backoff. */
+export class AzureThrottledError extends AzureRequestError {
+  static override readonly retryable = true;
+}
+
+/** A quota or capacity limit (cores, public IPs, a size sold out in the region): retried, as quota is freed or raised. */
+export class AzureQuotaError extends AzureRequestError {
+  static override readonly retryable = true;
+}
+
+/** Azure or the way to it failed transiently (5xx, a reset connection, a conflicting operation in progress). */
+export class AzureUnavailableError extends AzureRequestError {
+  static override readonly retryable = true;
+}
+
+/** The worker's identity may not do this, or has no credential at all: fix the role assignment or the sign-in. */
+export class AzurePermissionError extends AzureRequestError {}
+
+/** Azure refused the request as invalid (a name, size, subnet or group that does not exist or does not fit). */
+export class AzureInvalidRequestError extends AzureRequestError {
+  constructor(
+    target: string,
+    operation: string,
+    code: string,
+    status: number | undefined,
+    detail: string,
+    /** The spec field to fix, when it is known. */
+    readonly field: string | undefined,
+    hint: string,
+    options?: { cause?: unknown },
+  ) {
+    super(target, operation, code, status, detail, hint, options);
+  }
+}
+
+/** The VM's guest never reported "provisioning complete" to Azure (or reported a failure): an image problem. */
+export class AzureProvisioningError extends AzureRequestError {}
+
+/** A resource with the name KubeDos derives for a node exists but is not KubeDos's: it is never touched. */
+export class AzureResourceNotOwnedError extends KubedosError {
+  constructor(
+    readonly target: string,
+    /** e.g. `virtualMachines/web-0001`. */
+    readonly resource: string,
+    readonly nodeId: string,
+  ) {
+    super(
+      `target ${target}: ${resource} exists but carries no KubeDos tags for node ${nodeId}; refusing to touch it`,
+      'KubeDos only changes resources it tagged (kubedos-node); rename or remove that resource, or deploy into another resource group',
+    );
+  }
+}

@@ -3,6 +3,7 @@
  * ./descriptor.ts), alphabetical. A new substrate is a folder beside this file and a line here;
  * the spec, help, pool routing, worker wiring and doctor follow from it.
  */
+export { azure } from './azure';
 export { hollow } from './hollow';
 export { proxmox } from './proxmox';
 export { qemu } from './qemu';

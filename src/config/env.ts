@@ -28,6 +28,8 @@ export const ENV_VARS = [
   { name: 'KUBEDOS_S3_PATH_STYLE', description: 'Path-style bucket addressing (true/false)', default: 'true when KUBEDOS_S3_ENDPOINT is set', workers: true },
   { name: 'KUBEDOS_AZURE_ARM_ENDPOINT', description: 'Azure Resource Manager endpoint of the azure target (a sovereign cloud, Azure Stack Hub, a stand-in); Entra ID tokens are asked for <endpoint>/.default', default: 'https://management.azure.com', workers: false },
   { name: 'KUBEDOS_AZURE_ARM_CA_FILE', description: 'PEM file of extra CA certificates trusted for KUBEDOS_AZURE_ARM_ENDPOINT (and the boot-diagnostics logs it hands out), besides the system roots', default: 'unset (system roots)', workers: false },
+  { name: 'KUBEDOS_GCE_ENDPOINT', description: 'Compute Engine API endpoint of the gcp target (REST), e.g. a private or regional endpoint, or a stand-in', default: 'https://compute.googleapis.com', workers: false },
+  { name: 'KUBEDOS_GCS_ENDPOINT', description: 'Cloud Storage API endpoint the gcp target uploads images through, e.g. a Private Service Connect endpoint, or an emulator', default: 'https://storage.googleapis.com', workers: false },
   { name: 'KUBEDOS_UI_URL', description: 'Base URL of the Temporal Web UI, for links printed by the CLI', default: 'http://127.0.0.1:<ui port> when embedded', workers: false },
   { name: 'KUBEDOS_TEMPORAL_PORT', description: 'gRPC port of the embedded dev server', default: '7233 (a free port if taken and KUBEDOS_HOME is set)', workers: false },
   { name: 'KUBEDOS_UI_PORT', description: 'Web UI port of the embedded dev server', default: 'Temporal port + 1000', workers: false },

@@ -4,6 +4,7 @@
  * the spec, help, pool routing, worker wiring and doctor follow from it.
  */
 export { azure } from './azure';
+export { gcp } from './gcp';
 export { hollow } from './hollow';
 export { proxmox } from './proxmox';
 export { qemu } from './qemu';

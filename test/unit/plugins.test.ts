@@ -107,7 +107,8 @@ test('no code outside a target type\'s own folder names it: a new one touches it
   const types: string[] = TARGETS.map((t) => t.type).filter((t: string) => t !== 'fake');
   const outside = ['src', 'activities', 'workers', 'workflows'].flatMap(tsFiles).flatMap((file) =>
     literals(path.join(ROOT, file))
-      .filter((lit) => types.includes(lit) && !file.startsWith(`src/targets/${lit}/`))
+      // An output format may share its name with a target type (azure): its own file names itself.
+      .filter((lit) => types.includes(lit) && !file.startsWith(`src/targets/${lit}/`) && file !== `src/foundry/formats/${lit}.ts`)
       .map((lit) => `${file} names '${lit}'`),
   );
   expect(outside).toEqual([]);

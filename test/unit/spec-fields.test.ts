@@ -232,6 +232,8 @@ describe('targets', () => {
   test('every registered target type has a schema variant', () => {
     const minimal: Record<string, Record<string, unknown>> = {
       proxmox: { node: 'pve1', ssh: { host: 'pve1', hostKey: FINGERPRINT } },
+      azure: { subscription: '00000000-0000-0000-0000-000000000000', resourceGroup: 'rg', location: 'westeurope', storage: { account: 'kubedos' }, subnet: '/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/vnet/subnets/nodes' },
+      gcp: { project: 'my-project', zone: 'europe-west4-a', bucket: 'kubedos-images' },
     };
     const doc = baseDoc();
     doc.fleets = {};

@@ -357,9 +357,12 @@ describe('nodes', () => {
     expect(badSubnet.retryable).toBe(false);
     expect(badSubnet.field).toBe('subnet');
     expect(badSubnet.hint).toMatch(/fix subnet/);
-    const badSize = await classify(`${platform}-err-0005`, 'err-0005', () => arm.inject({ method: 'PUT', path: /\/virtualMachines\//, status: 400, code: 'InvalidParameter', message: "The value Standard_Nope provided for the VM size is not valid.", }));
+    // Named by ARM's target (as Azure sends it) or, without one, by the message alone.
+    const badSize = await classify(`${platform}-err-0005`, 'err-0005', () => arm.inject({ method: 'PUT', path: /\/virtualMachines\//, status: 400, code: 'InvalidParameter', message: 'The value Standard_Nope provided for the VM size is not valid.', target: 'vmSize' }));
     expect(badSize).toBeInstanceOf(AzureInvalidRequestError);
     expect(badSize.field).toBe('vmSize');
+    const badSizeUntargeted = await classify(`${platform}-err-0007`, 'err-0007', () => arm.inject({ method: 'PUT', path: /\/virtualMachines\//, status: 400, code: 'InvalidParameter', message: 'The value Standard_Nope provided for the VM size is not valid.' }));
+    expect(badSizeUntargeted.field).toBe('vmSize');
     // The guest never reported ready: Azure fails the create operation.
     const vmName = vmNameOf(`${platform}-err-0006`);
     const timedOut = await classify(`${platform}-err-0006`, 'err-0006', () => arm.failProvisioning(vmName, 'OSProvisioningTimedOut', 'OS Provisioning for VM did not finish in the allotted time.'));
@@ -370,7 +373,7 @@ describe('nodes', () => {
     // A retried create finds the failed VM and says so again (the fleet destroys it and tries a fresh one).
     await expect(d.create(request(`${platform}-err-0006`, 'err-0006', labels('err')), {})).rejects.toBeInstanceOf(AzureProvisioningError);
     await d.destroy(`${platform}-err-0006`, {});
-    for (const n of ['0001', '0002', '0003', '0004', '0005']) await d.destroy(`${platform}-err-${n}`, {});
+    for (const n of ['0001', '0002', '0003', '0004', '0005', '0007']) await d.destroy(`${platform}-err-${n}`, {});
     expect(arm.names(RG, 'networkInterfaces').filter((n) => n.startsWith(`${platform}-err-`))).toEqual([]);
   });
 });

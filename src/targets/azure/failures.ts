@@ -83,7 +83,7 @@ export function azureFieldOf(code: string, target: string | undefined, message: 
   if (/ResourceGroupNotFound/.test(code)) return 'resourceGroup';
   if (/SubscriptionNotFound|InvalidSubscriptionId/.test(code)) return 'subscription';
   if (/LocationNotAvailable|NoRegisteredProviderFound|InvalidLocation/.test(code) || /\blocation\b/i.test(target ?? '')) return 'location';
-  if (/vmSize|hardwareProfile|SkuNotAvailable|VMSize/i.test(where)) return 'vmSize';
+  if (/vmSize|hardwareProfile|SkuNotAvailable|VM ?size/i.test(where)) return 'vmSize';
   if (/subnet|virtualNetwork|InvalidResourceReference/i.test(where)) return 'subnet';
   if (/adminUsername/i.test(where)) return 'adminUsername';
   if (/diskSizeGB|DiskSize/i.test(where)) return 'osDiskSizeGiB';

@@ -59,6 +59,8 @@ export interface Fault {
   status: number;
   code: string;
   message: string;
+  /** The request field ARM names in the error (`error.target`), e.g. vmSize. */
+  target?: string;
   /** How many requests it answers. @default 1 */
   times?: number;
   retryAfter?: number;
@@ -223,7 +225,7 @@ export async function startAzureStandin(o: AzureStandinOptions): Promise<AzureSt
     for (const f of faults) {
       if (f.left > 0 && f.path.test(p) && (!f.method || f.method === method)) {
         f.left--;
-        throw Object.assign(new ArmError(f.status, f.code, f.message), { retryAfter: f.retryAfter });
+        throw Object.assign(new ArmError(f.status, f.code, f.message, f.target), { retryAfter: f.retryAfter });
       }
     }
     const apiVersion = url.searchParams.get('api-version') ?? '';

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { NodeUnhealthyError, waitHealthy, type SshProbe } from '../src/health/check';
 import type { HealthCheck, TargetSpec } from '../src/platform/types';
-import type { DriverContext, ImageSource, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../src/targets/driver';
+import type { DriverContext, ImageSource, NodeLabels, OwnedNode, PreparedImage, ProgressDetail, TargetDriver } from '../src/targets/driver';
 import { generateIdentity, type PublicIdentity } from '../src/targets/identity';
 import { ConfigError } from '../src/errors';
 import { createDriver, isTargetType, poolOfTarget, targetDescriptor } from '../src/targets';
@@ -90,18 +90,19 @@ function driverCache(create: (t: TargetRef) => TargetDriver | Promise<TargetDriv
   };
 }
 
-/**
- * The activity's cancellation and a heartbeat-backed progress callback, for the driver; a retry
- * gets back the `resume` of the previous attempt's last heartbeat.
- */
+/** What a previous attempt heartbeated, when it looks like a driver's progress report. */
+function previousProgress(details: unknown): ProgressDetail | undefined {
+  const d = details as Partial<ProgressDetail> | null | undefined;
+  return d && typeof d === 'object' && typeof d.step === 'string' ? (d as ProgressDetail) : undefined;
+}
+
+/** The activity's cancellation, a heartbeat-backed progress callback and the previous attempt's last heartbeat, for the driver. */
 function driverContext(): DriverContext {
   const ctx = Context.current();
-  const last = ctx.info.heartbeatDetails as { resume?: unknown } | undefined;
-  const resumed = last && typeof last.resume === 'object' && last.resume !== null ? (last.resume as Record<string, unknown>) : undefined;
   return {
     signal: ctx.cancellationSignal,
     progress: (detail) => ctx.heartbeat(detail),
-    ...(resumed ? { resumed } : {}),
+    previous: previousProgress(ctx.info.heartbeatDetails),
   };
 }
 
@@ -159,7 +160,8 @@ export function createDeployActivities(deps: DeployDeps = {}) {
           );
         }
         // Heartbeats while fetching keep what an earlier attempt left to resume from.
-        const progress: DriverContext['progress'] = ctx.resumed ? (detail) => ctx.progress?.({ ...detail, resume: ctx.resumed }) : ctx.progress;
+        const resume = ctx.previous?.resume;
+        const progress: DriverContext['progress'] = resume ? (detail) => ctx.progress?.({ ...detail, resume }) : ctx.progress;
         source.artifact = await deps.fetchArtifact(input.image, format, ctx.signal!, progress);
       }
       return driver.prepare(source, ctx);

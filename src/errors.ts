@@ -758,3 +758,145 @@ export class FirecrackerBridgeMissingError extends KubedosError {
 
 /** The bundle is incomplete or was built without what the driver needs (the overlay init). */
 export class FirecrackerImageError extends KubedosError {}
+
+// --- azure ---
+
+/** Something Azure (Resource Manager, Storage, Entra ID) answered with an error; the subclass says whether to retry. */
+export class AzureRequestError extends KubedosError {
+  constructor(
+    readonly target: string,
+    /** What was being done, e.g. `create VM web-0001`. */
+    readonly operation: string,
+    /** Azure's error code (`AuthorizationFailed`, `InvalidParameter`, …) or the HTTP status. */
+    readonly code: string,
+    /** HTTP status, when there was a response. */
+    readonly status: number | undefined,
+    detail: string,
+    hint: string,
+    options?: { cause?: unknown; retryable?: boolean },
+  ) {
+    super(`target ${target}: ${operation}: ${code}: ${detail}`, hint, options);
+  }
+}
+
+/** Azure throttled the worker (HTTP 429): retried with backoff. */
+export class AzureThrottledError extends AzureRequestError {
+  static override readonly retryable = true;
+}
+
+/** A quota or capacity limit (cores, public IPs, a size sold out in the region): retried, as quota is freed or raised. */
+export class AzureQuotaError extends AzureRequestError {
+  static override readonly retryable = true;
+}
+
+/** Azure or the way to it failed transiently (5xx, a reset connection, a conflicting operation in progress). */
+export class AzureUnavailableError extends AzureRequestError {
+  static override readonly retryable = true;
+}
+
+/** The worker's identity may not do this, or has no credential at all: fix the role assignment or the sign-in. */
+export class AzurePermissionError extends AzureRequestError {}
+
+/** Azure refused the request as invalid (a name, size, subnet or group that does not exist or does not fit). */
+export class AzureInvalidRequestError extends AzureRequestError {
+  constructor(
+    target: string,
+    operation: string,
+    code: string,
+    status: number | undefined,
+    detail: string,
+    /** The spec field to fix, when it is known. */
+    readonly field: string | undefined,
+    hint: string,
+    options?: { cause?: unknown },
+  ) {
+    super(target, operation, code, status, detail, hint, options);
+  }
+}
+
+/** The VM's guest never reported "provisioning complete" to Azure (or reported a failure): an image problem. */
+export class AzureProvisioningError extends AzureRequestError {}
+
+/** A resource with the name KubeDos derives for a node exists but is not KubeDos's: it is never touched. */
+export class AzureResourceNotOwnedError extends KubedosError {
+  constructor(
+    readonly target: string,
+    /** e.g. `virtualMachines/web-0001`. */
+    readonly resource: string,
+    readonly nodeId: string,
+  ) {
+    super(
+      `target ${target}: ${resource} exists but carries no KubeDos tags for node ${nodeId}; refusing to touch it`,
+      'KubeDos only changes resources it tagged (kubedos-node); rename or remove that resource, or deploy into another resource group',
+    );
+  }
+}
+
+// --- gcp ---
+
+/** Something Google Cloud (Compute Engine, Cloud Storage, the token service) answered with an error; the subclass says whether to retry. */
+export class GcpRequestError extends KubedosError {
+  constructor(
+    readonly target: string,
+    /** What was being done, e.g. `insert instance web-0001`. */
+    readonly operation: string,
+    /** Google's reason or error code (`rateLimitExceeded`, `QUOTA_EXCEEDED`, …) or the HTTP status. */
+    readonly code: string,
+    readonly status: number | undefined,
+    detail: string,
+    hint: string,
+    options?: { cause?: unknown; retryable?: boolean },
+  ) {
+    super(`target ${target}: ${operation}: ${code}: ${detail}`, hint, options);
+  }
+}
+
+/** Google throttled the worker (429, rateLimitExceeded): retried with backoff. */
+export class GcpThrottledError extends GcpRequestError {
+  static override readonly retryable = true;
+}
+
+/** A quota or capacity limit (CPUs, addresses, a zone out of resources): retried, as quota is freed or raised. */
+export class GcpQuotaError extends GcpRequestError {
+  static override readonly retryable = true;
+}
+
+/** Google or the way to it failed transiently (5xx, a reset connection, a resource not ready yet). */
+export class GcpUnavailableError extends GcpRequestError {
+  static override readonly retryable = true;
+}
+
+/** The worker's credentials may not do this, or there are none: fix the IAM role or Application Default Credentials. */
+export class GcpPermissionError extends GcpRequestError {}
+
+/** Google refused the request as invalid (a machine type, network, bucket or zone that does not exist or does not fit). */
+export class GcpInvalidRequestError extends GcpRequestError {
+  constructor(
+    target: string,
+    operation: string,
+    code: string,
+    status: number | undefined,
+    detail: string,
+    /** The spec field to fix, when it is known. */
+    readonly field: string | undefined,
+    hint: string,
+    options?: { cause?: unknown },
+  ) {
+    super(target, operation, code, status, detail, hint, options);
+  }
+}
+
+/** A resource with the name KubeDos derives for a node exists but is not KubeDos's: it is never touched. */
+export class GcpResourceNotOwnedError extends KubedosError {
+  constructor(
+    readonly target: string,
+    /** e.g. `instances/web-0001`. */
+    readonly resource: string,
+    readonly nodeId: string,
+  ) {
+    super(
+      `target ${target}: ${resource} exists but carries no KubeDos labels for node ${nodeId}; refusing to touch it`,
+      'KubeDos only changes resources it labelled (kubedos=node); rename or remove that resource, or deploy into another project or zone',
+    );
+  }
+}

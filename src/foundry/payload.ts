@@ -31,6 +31,8 @@
  */
 import { EC2_READER, EC2_READER_PATH } from './ec2-reader';
 import { GUESTINFO_READER, GUESTINFO_READER_PATH, GUESTINFO_READY, GUESTINFO_READY_PATH } from './guestinfo-reader';
+import { AZURE_READER, AZURE_READER_PATH } from './azure-reader';
+import { GCE_READER, GCE_READER_PATH } from './gce-reader';
 import { MMDS_READER, MMDS_READER_PATH } from './mmds-reader';
 import { NOCLOUD_AWK, NOCLOUD_AWK_PATH, NOCLOUD_READER, NOCLOUD_READER_PATH } from './nocloud-reader';
 import { NOCLOUD_NET_READER, NOCLOUD_NET_READER_PATH } from './nocloud-net-reader';
@@ -205,6 +207,8 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     file(GUESTINFO_READER_PATH, GUESTINFO_READER, 0o755),
     file(GUESTINFO_READY_PATH, GUESTINFO_READY, 0o755),
     file(OVERLAY_INIT_PATH, OVERLAY_INIT, 0o755),
+    file(AZURE_READER_PATH, AZURE_READER, 0o755),
+    file(GCE_READER_PATH, GCE_READER, 0o755),
     file('/usr/lib/kubedos/ready', READY_SCRIPT, 0o755),
     ...unitEntries('kubedos-firstboot.service', FIRSTBOOT_UNIT, true),
     ...unitEntries('kubedos-ready.service', READY_UNIT, true),

@@ -72,17 +72,35 @@ export interface OwnedNode {
   running: boolean;
 }
 
+/** What a driver reports during a long operation; activities heartbeat it. */
+export interface ProgressDetail {
+  step: string;
+  done?: number;
+  total?: number;
+  /**
+   * What a retry of the same step may continue from instead of starting again (an upload
+   * checkpoint, a cloud task id, an operation's name or poller state; never a secret): it comes
+   * back in `DriverContext.previous`.
+   */
+  resume?: Record<string, unknown>;
+}
+
+/** The operation handle (`resume.operation`) the previous attempt heartbeated, if any. */
+export function resumedOperation(previous: ProgressDetail | undefined): string | undefined {
+  const op = previous?.resume?.operation;
+  return typeof op === 'string' ? op : undefined;
+}
+
 /** Passed to every call: cancellation, liveness and progress reporting. */
 export interface DriverContext {
   signal?: AbortSignal;
+  /** Called during long operations (uploads, conversions, cloud imports); activities heartbeat from it. */
+  progress?: (detail: ProgressDetail) => void;
   /**
-   * Called during long operations (uploads, conversions, cloud imports); activities heartbeat
-   * from it. `resume` is what a retry of the same step may continue from (an upload checkpoint,
-   * a cloud task id; never a secret): it comes back as `resumed`.
+   * The last progress the previous attempt of the same step reported (its heartbeat details),
+   * when the step is being retried: a worker killed mid-operation continues from its `resume`.
    */
-  progress?: (detail: { step: string; done?: number; total?: number; resume?: Record<string, unknown> }) => void;
-  /** The `resume` of the last progress a previous attempt of this step reported (its heartbeat details). */
-  resumed?: Record<string, unknown>;
+  previous?: ProgressDetail;
 }
 
 /** What `pruneImages` removed (or would leave): the driver's own words for each thing. */

@@ -4,8 +4,10 @@
  * the spec, help, pool routing, worker wiring and doctor follow from it.
  */
 export { aws } from './aws';
+export { azure } from './azure';
 export { baremetal } from './baremetal';
 export { firecracker } from './firecracker';
+export { gcp } from './gcp';
 export { hollow } from './hollow';
 export { proxmox } from './proxmox';
 export { qemu } from './qemu';

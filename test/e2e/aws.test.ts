@@ -218,7 +218,7 @@ test('an interrupted prepare resumes the same import task: from its heartbeat de
   const attempt = async (resumed?: Record<string, unknown>) => {
     const abort = new AbortController();
     const seen: Array<{ step: string; resume?: Record<string, unknown> }> = [];
-    const ctx: DriverContext = { signal: abort.signal, resumed, progress: (d) => seen.push(d) };
+    const ctx: DriverContext = { signal: abort.signal, previous: resumed ? { step: 'polling', resume: resumed } : undefined, progress: (d) => seen.push(d) };
     const done = driver().prepare(source, ctx);
     return { abort, seen, done };
   };

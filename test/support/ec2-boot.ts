@@ -56,7 +56,7 @@ export async function bootLikeEc2(options: {
       disks: [{ ...options.disk, snapshot: true, bus: 'nvme' }],
       // The guestfwd address must lie inside the user network: 169.254.0.0/16 (on EC2 the IMDS address is link-local too).
       net: { network: '169.254.0.0/16', guestForwards: [{ address: '169.254.169.254', port: 80, command: standIn }] },
-      smbios: { manufacturer: EC2_SYS_VENDOR, product: 't3.small' },
+      smbios: [`type=1,manufacturer=${EC2_SYS_VENDOR},product=t3.small`],
       boot: 'disk',
       serialLog,
       memoryMiB: 1024,

@@ -255,6 +255,8 @@ describe('targets', () => {
         machines: [{ name: 'm1', bmc: 'https://10.0.0.21', mac: '52:54:00:00:00:01', address: '10.0.1.21' }],
       },
       firecracker: { hosts: ['local'], network: { bridge: 'br0' } },
+      azure: { subscription: '00000000-0000-0000-0000-000000000000', resourceGroup: 'rg', location: 'westeurope', storage: { account: 'kubedos' }, subnet: '/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/vnet/subnets/nodes' },
+      gcp: { project: 'my-project', zone: 'europe-west4-a', bucket: 'kubedos-images' },
     };
     const doc = baseDoc();
     doc.fleets = {};

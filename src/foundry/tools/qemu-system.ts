@@ -11,7 +11,8 @@ import type { ToolOptions } from './common';
 
 export interface QemuDisk {
   file: string;
-  format: 'raw' | 'qcow2' | 'vmdk';
+  /** `vpc`: a VHD (Azure's fixed VHD boots as it is). */
+  format: 'raw' | 'qcow2' | 'vmdk' | 'vpc';
   /** Writes go to a temporary overlay. @default false */
   snapshot?: boolean;
   /** How the guest sees it: virtio-blk, or an NVMe controller (as EC2 Nitro exposes EBS). @default 'virtio' */
@@ -26,13 +27,16 @@ export interface QemuMachineArgs {
   /** virtio disks, in order (the first is /dev/vda). */
   disks?: readonly QemuDisk[];
   /**
-   * A virtio NIC on user-mode networking; `tftpDir`/`bootfile` enable its TFTP server and DHCP
-   * boot file; `network` is its address range (QEMU's default 10.0.2.0/24), and guest connections
-   * to a `guestForwards` address:port (inside it) are handed to a new `command` each.
+   * A virtio NIC on user-mode networking; `tftpDir`/`bootfile` enable its TFTP server and DHCP boot
+   * file; `network` is its address range (e.g. 169.254.0.0/16), `guestForwards` hand the guest's
+   * connections to address:port (inside it) to a new `command` each, and `restrict` cuts it off
+   * from the host and the internet (the forwards still work).
    */
-  net?: { tftpDir?: string; bootfile?: string; network?: string; guestForwards?: readonly { address: string; port: number; command: string }[] };
-  /** SMBIOS system information (what /sys/class/dmi/id/sys_vendor and product_name say). */
-  smbios?: { manufacturer: string; product?: string };
+  net?: { tftpDir?: string; bootfile?: string; network?: string; restrict?: boolean; guestForwards?: readonly { address: string; port: number; command: string }[] };
+  /** SMBIOS fields (`-smbios` values, e.g. `type=1,product=Virtual Machine`): what the guest reads from /sys/class/dmi/id. */
+  smbios?: readonly string[];
+  /** SMBIOS system UUID. */
+  uuid?: string;
   /** What the firmware tries first (the others follow in cdrom, disk, network order). */
   boot: 'cdrom' | 'disk' | 'network';
   /** Everything the guest writes to the serial port is appended here. */
@@ -68,9 +72,12 @@ export function qemuMachineArgv(a: QemuMachineArgs): string[] {
       '-device', d.bus === 'nvme' ? `nvme,drive=hd${i},serial=hd${i},bootindex=${bootindex('disk', i)}` : `virtio-blk-pci,drive=hd${i},bootindex=${bootindex('disk', i)}`,
     );
   });
-  if (a.smbios) argv.push('-smbios', `type=1,manufacturer=${qemuOptValue(a.smbios.manufacturer)}${a.smbios.product ? `,product=${qemuOptValue(a.smbios.product)}` : ''}`);
+  for (const s of a.smbios ?? []) argv.push('-smbios', s);
+  if (a.uuid) argv.push('-uuid', a.uuid);
   if (a.net) {
-    const opts = [`user,id=net0`, ...(a.net.network ? [`net=${a.net.network}`] : []), ...(a.net.tftpDir ? [`tftp=${qemuOptValue(a.net.tftpDir)}`] : []), ...(a.net.bootfile ? [`bootfile=${qemuOptValue(a.net.bootfile)}`] : [])];
+    const opts = [`user,id=net0`, ...(a.net.tftpDir ? [`tftp=${qemuOptValue(a.net.tftpDir)}`] : []), ...(a.net.bootfile ? [`bootfile=${qemuOptValue(a.net.bootfile)}`] : [])];
+    if (a.net.restrict) opts.push('restrict=on');
+    if (a.net.network) opts.push(`net=${a.net.network}`);
     for (const f of a.net.guestForwards ?? []) opts.push(`guestfwd=tcp:${f.address}:${f.port}-cmd:${qemuOptValue(f.command)}`);
     argv.push('-netdev', opts.join(','), '-device', `virtio-net-pci,netdev=net0,bootindex=${bootindex('network')}`);
   }

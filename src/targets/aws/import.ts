@@ -123,7 +123,7 @@ export class AmiImporter {
     if (existing) return { digest: image.digest, location: existing };
 
     let snapshotId = await this.findSnapshot(sha256, ctx);
-    const state = resumeOf(ctx.resumed, sha256);
+    const state = resumeOf(ctx.previous?.resume, sha256);
     const key = `${this.spec.importPrefix}${sha256}.vmdk`;
     const report = (step: string, done?: number, total?: number) => ctx.progress?.({ step, done, total, resume: { awsImport: { ...state } } });
     if (!snapshotId) {

@@ -195,7 +195,9 @@ test('the payload installs the reader after the NoCloud and MMDS ones, and the r
   const entries = renderPayload(TEST_PLAN, { inputDigest: '0'.repeat(64), rootFsUuid: '00000000-0000-0000-0000-000000000000' });
   const files = new Map(entries.flatMap((e) => (e.kind === 'file' ? [[e.path, e] as const] : [])));
   const hooks = [...files.keys()].filter((p) => p.startsWith('/usr/lib/kubedos/metadata.d/')).sort();
-  expect(hooks.at(-1)).toBe('/usr/lib/kubedos/metadata.d/30-guestinfo');
+  const at = (hook: string) => hooks.indexOf(`/usr/lib/kubedos/metadata.d/${hook}`);
+  expect(at('30-guestinfo')).toBeGreaterThan(Math.max(at('10-nocloud'), at('20-mmds')));
+  expect(at('10-nocloud')).toBeGreaterThanOrEqual(0);
   expect(files.get('/usr/lib/kubedos/metadata.d/30-guestinfo')).toMatchObject({ mode: 0o755, content: Buffer.from(GUESTINFO_READER) });
   expect(files.get('/usr/lib/kubedos/ready.d/30-guestinfo')).toMatchObject({ mode: 0o755, content: Buffer.from(GUESTINFO_READY) });
   expect(files.get('/usr/lib/kubedos/ready')!.content.toString()).toMatch(/for hook in \/usr\/lib\/kubedos\/ready\.d\/\*; do\n.*"\$hook" "\$\(uname -n\)"/);

@@ -420,6 +420,50 @@ export class PoolUnavailableError extends KubedosError {
 /** The build host no longer has what it staged, or its copy is damaged: the image must be built again, anywhere. */
 export class ArtifactNotStagedError extends KubedosError {}
 
+// --- Temporal cluster bootstrap (src/temporal/cluster-bootstrap.ts) ---
+
+/**
+ * The Temporal namespace KubeDos talks to is missing, or lacks KubeDos's search attributes (or has
+ * one with another type), and KubeDos could not (or must not) fix it from here. The hint lists
+ * the exact commands that do.
+ */
+export class ClusterNotReadyError extends KubedosError {
+  readonly namespaceMissing: boolean;
+  /** `Name (Type)` of each attribute the namespace lacks. */
+  readonly missing: readonly string[];
+  /** `Name is Text, needs Keyword` for each attribute registered with another type. */
+  readonly wrongType: readonly string[];
+  /** What the server refused, when it did. */
+  readonly blocked: readonly string[];
+  /** The commands to run (`temporal operator …`, or tcld / Cloud UI steps for Temporal Cloud). */
+  readonly commands: readonly string[];
+  constructor(
+    readonly address: string,
+    readonly namespace: string,
+    detail: { namespaceMissing: boolean; missing: readonly string[]; wrongType: readonly string[]; blocked: readonly string[]; commands: readonly string[]; cloud: boolean },
+  ) {
+    const problems = [
+      ...(detail.namespaceMissing ? [`namespace ${namespace} does not exist`] : []),
+      ...(detail.missing.length && !detail.namespaceMissing ? [`search attributes missing: ${detail.missing.join(', ')}`] : []),
+      ...(detail.wrongType.length ? [`search attributes with the wrong type: ${detail.wrongType.join(', ')}`] : []),
+      ...detail.blocked,
+    ];
+    const onlyNamespace = detail.namespaceMissing && !detail.cloud && !detail.blocked.length;
+    super(
+      `the Temporal cluster at ${address} is not ready for KubeDos: ${problems.join('; ')}`,
+      [
+        onlyNamespace ? '`kubedos cluster init` creates the namespace and registers the search attributes; or run' : detail.cloud ? 'on Temporal Cloud:' : 'run',
+        ...detail.commands.map((c) => `    ${c}`),
+      ].join('\n'),
+    );
+    this.namespaceMissing = detail.namespaceMissing;
+    this.missing = detail.missing;
+    this.wrongType = detail.wrongType;
+    this.blocked = detail.blocked;
+    this.commands = detail.commands;
+  }
+}
+
 // --- aws (src/targets/aws) ---
 
 /** AWS refused the credentials, or the standard chain found none: nothing works until they are fixed. */

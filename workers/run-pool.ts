@@ -15,6 +15,8 @@ import { POOLS, type PoolName } from '../src/pools/pools';
 import { configuredStore } from '../src/store/default';
 import type { ArtifactStore } from '../src/store/store';
 import { kubedosFailureInterceptors } from '../src/temporal/activity-failures';
+import { ClusterNotReadyError } from '../src/errors';
+import { ensureClusterReady } from '../src/temporal/cluster-bootstrap';
 import { codecDataConverter } from '../src/temporal/codec';
 import { externalSettings, sdkTlsOption } from '../src/temporal/connection';
 import { WORKER_REFUSED_EXIT } from '../src/temporal/stack';
@@ -87,6 +89,16 @@ export async function runPool(pool: PoolName, activities: ActivityMap = {}, extr
     tls: sdkTlsOption(settings),
     apiKey: settings.apiKey,
   });
+  try {
+    // A cluster KubeDos did not start: its namespace and search attributes first (registered when
+    // the server allows; otherwise refuse, saying which commands make it ready).
+    await ensureClusterReady(connection, settings);
+  } catch (err) {
+    await connection.close();
+    if (!(err instanceof ClusterNotReadyError)) throw err;
+    log.error({ hint: err.hint }, `refusing to poll ${probe.taskQueue}: ${err.message}`);
+    process.exit(WORKER_REFUSED_EXIT);
+  }
   try {
     const worker = await createPoolWorker(pool, connection, settings.namespace, activities, { dataConverter });
     const extra = await Promise.all(extraQueues.map((q) => createPoolWorker(pool, connection, settings.namespace, q.activities, { dataConverter, taskQueue: q.taskQueue })));

@@ -1,5 +1,5 @@
 /** What every command shares: the error-to-exit-code mapping and the --json/--debug handling. */
-import { ConfigError, PoolUnavailableError, SpecError, TemporalUnavailableError, ToolMissingError } from '../errors';
+import { ClusterNotReadyError, ConfigError, PoolUnavailableError, SpecError, TemporalUnavailableError, ToolMissingError } from '../errors';
 import { EXIT, type ExitCode } from './exit-codes';
 import { printError } from './output';
 
@@ -11,7 +11,7 @@ export interface GlobalOptions {
 /** Map an error to the exit code documented for it. */
 export function exitCodeFor(err: unknown): ExitCode {
   if (err instanceof SpecError) return EXIT.invalidSpec;
-  if (err instanceof TemporalUnavailableError || err instanceof ToolMissingError) return EXIT.unavailable;
+  if (err instanceof TemporalUnavailableError || err instanceof ToolMissingError || err instanceof ClusterNotReadyError) return EXIT.unavailable;
   if (err instanceof ConfigError) return EXIT.usage;
   if (err instanceof PoolUnavailableError) return EXIT.capabilityMissing;
   return EXIT.failure;

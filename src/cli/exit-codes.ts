@@ -7,7 +7,7 @@ export const EXIT = {
   usage: 2,
   /** The spec file is invalid. */
   invalidSpec: 3,
-  /** Temporal could not be reached or started. */
+  /** Temporal could not be reached or started, or its namespace is not ready for KubeDos (cluster init). */
   unavailable: 4,
   /** A required worker pool is missing or lacks tools (doctor; deploy when no worker of a pool it needs polls). */
   capabilityMissing: 5,

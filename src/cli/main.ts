@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { projectRoot } from '../config/paths';
 import { ENV_VARS } from '../config/env';
 import { registerBuild } from './commands/build';
+import { registerCluster } from './commands/cluster';
 import { registerDoctor } from './commands/doctor';
 import { registerFleet } from './commands/fleet';
 import { registerRuns } from './commands/runs';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerBuild(program);
   registerDoctor(program);
   registerStack(program);
+  registerCluster(program);
   registerFleet(program);
   registerSchedule(program);
   registerRuns(program);

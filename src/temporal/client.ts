@@ -5,6 +5,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { TemporalUnavailableError } from '../errors';
 import { logger } from '../log';
+import { ensureClusterReady } from './cluster-bootstrap';
 import { codecDataConverter } from './codec';
 import { externalSettings, sdkTlsOption, type ConnectionSettings } from './connection';
 import { embeddedSettings, startStack, stackStatus } from './stack';
@@ -29,7 +30,11 @@ export async function resolveSettings(options: { startEmbedded: boolean }): Prom
   return embeddedSettings({ port: Number(port), uiPort: Number(new URL(status.uiUrl).port) });
 }
 
-export async function connectClient(options: { startEmbedded?: boolean } = {}): Promise<ConnectedClient> {
+/**
+ * Connect the CLI. On a cluster KubeDos did not start, its namespace and search attributes are
+ * checked first (once, then cached: see cluster-bootstrap.ts) unless `bootstrap: false`.
+ */
+export async function connectClient(options: { startEmbedded?: boolean; bootstrap?: boolean } = {}): Promise<ConnectedClient> {
   // Keys first: a malformed key is a usage error before anything starts or connects.
   const dataConverter = codecDataConverter();
   const settings = await resolveSettings({ startEmbedded: options.startEmbedded ?? true });
@@ -47,6 +52,14 @@ export async function connectClient(options: { startEmbedded?: boolean } = {}): 
       settings.embedded ? 'check `kubedos stack status`' : 'check TEMPORAL_ADDRESS and the TLS/API key settings',
       { cause: err },
     );
+  }
+  if (options.bootstrap !== false) {
+    try {
+      await ensureClusterReady(connection, settings);
+    } catch (err) {
+      await connection.close();
+      throw err;
+    }
   }
   const client = new Client({ connection, namespace: settings.namespace, dataConverter });
   return { client, settings, close: () => connection.close() };

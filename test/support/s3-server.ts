@@ -29,11 +29,11 @@ export interface S3TestServer {
 }
 
 
-async function waitForPort(port: number, pid: number, logFile: string, timeoutMs: number): Promise<void> {
+async function waitForPort(host: string, port: number, pid: number, logFile: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const up = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1');
+      const socket = net.connect(port, host);
       socket.once('connect', () => {
         socket.destroy();
         resolve(true);
@@ -48,10 +48,12 @@ async function waitForPort(port: number, pid: number, logFile: string, timeoutMs
     }
     await sleep(100);
   }
-  throw new Error(`versitygw did not listen on 127.0.0.1:${port} within ${timeoutMs} ms:\n${logTail(logFile)}`);
+  throw new Error(`versitygw did not listen on ${host}:${port} within ${timeoutMs} ms:\n${logTail(logFile)}`);
 }
 
-export async function startS3Server(bucket = 'kubedos-test'): Promise<S3TestServer> {
+/** `host`: the address to listen on (default loopback; the cluster tests give a bridge's, so network namespaces reach it). */
+export async function startS3Server(bucket = 'kubedos-test', options: { host?: string } = {}): Promise<S3TestServer> {
+  const host = options.host ?? '127.0.0.1';
   if (!existsSync(VERSITYGW)) {
     throw new Error(`${VERSITYGW} is missing: run scripts/setup-versitygw (it builds versitygw from the Go module proxy)`);
   }
@@ -59,19 +61,19 @@ export async function startS3Server(bucket = 'kubedos-test'): Promise<S3TestServ
   const dataDir = path.join(base, 'data');
   mkdirSync(dataDir);
   const logFile = path.join(base, 'versitygw.log');
-  const port = await freePort();
+  const port = await freePort(host);
   const accessKeyId = 'kubedos-test';
   const secretAccessKey = 'kubedos-test-secret';
-  const argv = [VERSITYGW, '--port', `127.0.0.1:${port}`, '--access', accessKeyId, '--secret', secretAccessKey, '--quiet', 'posix', dataDir];
+  const argv = [VERSITYGW, '--port', `${host}:${port}`, '--access', accessKeyId, '--secret', secretAccessKey, '--quiet', 'posix', dataDir];
   const pid = spawnDaemon(argv, { logFile, detached: false, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: base } });
   const marker = dataDir; // unique to this server: never mistaken for another process
   try {
-    await waitForPort(port, pid, logFile, 30_000);
+    await waitForPort(host, port, pid, logFile, 30_000);
   } catch (err) {
     await stopProcess(pid, marker, 2000);
     throw err;
   }
-  const endpoint = `http://127.0.0.1:${port}`;
+  const endpoint = `http://${host}:${port}`;
   const config: S3Config = { bucket, endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId, secretAccessKey } };
   const admin = new S3Store(config);
   await admin.ensureBucket();

@@ -3,7 +3,7 @@
  * tools go through runTool in run.ts; this is the one place daemons are started and stopped.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -58,18 +58,35 @@ export function processArgv(pid: number): string[] | undefined {
 }
 
 /**
+ * Live processes (zombies excluded) whose argv satisfies `match`: finds what a caller killed
+ * between starting a process and recording its pid left running.
+ */
+export function processesMatching(match: (argv: readonly string[]) => boolean): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    const argv = processArgv(pid);
+    if (argv && match(argv) && !isZombie(pid)) pids.push(pid);
+  }
+  return pids;
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    return /\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/**
  * True when pid is alive AND its command line contains `marker`, so a recycled pid belonging to
  * some other program is never mistaken for (or killed as) ours.
  */
 export function isOurProcess(pid: number, marker: string): boolean {
   const argv = processArgv(pid);
-  if (!argv) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (/\) Z /.test(stat)) return false; // a zombie is dead for our purposes
-  } catch {
-    return false;
-  }
+  if (!argv || isZombie(pid)) return false; // a zombie is dead for our purposes
   return argv.some((arg) => arg.includes(marker));
 }
 

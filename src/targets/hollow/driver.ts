@@ -14,7 +14,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { projectRoot } from '../../config/paths';
 import { NodeAddressUnknownError, NodeImageConflictError, TargetNodeNotFoundError, ToolMissingError } from '../../errors';
-import { isOurProcess, spawnDaemon, stopProcess } from '../../exec/daemon';
+import { isOurProcess, processesMatching, spawnDaemon, stopProcess } from '../../exec/daemon';
 import type { HollowTargetSpec } from './index';
 import type { CreateNodeRequest, DriverEnvironment, NodeAddress, NodeLabels, OwnedNode, TargetDriver } from '../driver';
 import { checkNodeId } from '../driver-support';
@@ -35,6 +35,15 @@ async function writeAtomically(file: string, data: string, mode = 0o644): Promis
   const tmp = `${file}.tmp-${process.pid}`;
   await fs.writeFile(tmp, data, { mode });
   await fs.rename(tmp, file);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function readJson<T>(file: string): Promise<T | undefined> {
@@ -78,6 +87,20 @@ export class HollowDriver implements TargetDriver {
     return this.nodeDir(nodeId);
   }
 
+  /** The node's running processes, found by their `-dir` argument (recorded or not). */
+  private processesOf(nodeId: string): number[] {
+    const dir = this.nodeDir(nodeId);
+    return processesMatching((argv) => argv.some((arg, i) => arg === dir && argv[i - 1] === '-dir') && path.basename(argv[0] ?? '') === BINARY);
+  }
+
+  /** What an attempt killed mid-write left: `<file>.tmp-<pid>` of a process that is gone. */
+  private async removeStaleTemporaries(dir: string): Promise<void> {
+    for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+      const m = /\.tmp-(\d+)$/.exec(name);
+      if (m && !processAlive(Number(m[1]))) await fs.rm(path.join(dir, name), { force: true });
+    }
+  }
+
   async prepare(image: { digest: string }) {
     // Nothing to copy: a hollow node simulates its image.
     return { digest: image.digest, location: `hollow:${image.digest}` };
@@ -107,6 +130,14 @@ export class HollowDriver implements TargetDriver {
     if (!labels) throw new TargetNodeNotFoundError(this.name, nodeId, 'start');
     const pid = Number(await fs.readFile(path.join(dir, 'pid'), 'utf8').catch(() => '0'));
     if (pid > 0 && isOurProcess(pid, this.marker(nodeId))) return;
+    await this.removeStaleTemporaries(dir);
+    // An attempt killed between spawning the node and recording its pid: adopt that process.
+    const [running, ...extra] = this.processesOf(nodeId);
+    if (running) {
+      for (const p of extra) await stopProcess(p, this.marker(nodeId), 5_000);
+      await writeAtomically(path.join(dir, 'pid'), String(running));
+      return;
+    }
     await fs.rm(path.join(dir, 'addr'), { force: true });
     const argv = [hollowBinary(), '-dir', dir, '-boot-delay', `${this.spec.bootDelay}ms`];
     if (this.spec.unhealthyImages.includes(labels.image)) argv.push('-unhealthy');
@@ -137,7 +168,8 @@ export class HollowDriver implements TargetDriver {
   async destroy(nodeId: string): Promise<void> {
     const dir = this.nodeDir(nodeId);
     const pid = Number(await fs.readFile(path.join(dir, 'pid'), 'utf8').catch(() => '0'));
-    if (pid > 0) await stopProcess(pid, this.marker(nodeId), 5_000);
+    const pids = new Set([...(pid > 0 ? [pid] : []), ...this.processesOf(nodeId)]);
+    for (const p of pids) await stopProcess(p, this.marker(nodeId), 5_000);
     await fs.rm(dir, { recursive: true, force: true });
   }
 

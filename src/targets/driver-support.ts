@@ -1,7 +1,7 @@
 /**
  * What several target drivers need around their substrate calls, in one place (drivers never
- * import one another): the node-id rule, progress reports while a long step runs, and bounded
- * concurrency over a list.
+ * import one another): the node-id rule, progress reports while a long step runs, bounded
+ * concurrency over a list, and a sleep that an abort ends.
  */
 import type { DriverContext } from './driver';
 
@@ -68,4 +68,13 @@ export async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
+}
+
+/** Wait `ms`; rejects with the signal's reason as soon as it aborts (or at once if it has). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
+  });
 }

@@ -35,6 +35,7 @@ import type { VirtualMachine } from '@azure/arm-compute';
 import { ArtifactRequiredError, AzureResourceNotOwnedError, AzureUnavailableError, ConfigError, NodeAddressUnknownError, NodeImageConflictError, NodeNotRunningError, TargetNodeNotFoundError } from '../../errors';
 import { logger } from '../../log';
 import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../driver';
+import { mapLimited, sleep } from '../driver-support';
 import { consoleReady, publicPart, type NodeIdentity, type PublicIdentity } from '../identity';
 import { renderNocloud } from '../nocloud';
 import { awaitOperation, connectAzure, HEARTBEAT_MS, previousOperation, restoredPoller, type AzureConnection, type Poller } from './arm';
@@ -156,27 +157,6 @@ export function vmBody(spec: AzureTargetSpec, o: { vmName: string; imageId: stri
 function powerState(vm: VirtualMachine | undefined): string | undefined {
   return vm?.instanceView?.statuses?.map((s) => s.code ?? '').find((c) => c.startsWith('PowerState/'))?.slice('PowerState/'.length);
 }
-
-/** At most `limit` of `fn` at once, results in order. */
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
-  });
 
 export class AzureDriver implements TargetDriver {
   readonly type = 'azure' as const;

@@ -803,15 +803,15 @@ export class FirecrackerBridgeMissingError extends KubedosError {
 /** The bundle is incomplete or was built without what the driver needs (the overlay init). */
 export class FirecrackerImageError extends KubedosError {}
 
-// --- azure ---
+// --- cloud APIs (shared by the azure and gcp sections) ---
 
-/** Something Azure (Resource Manager, Storage, Entra ID) answered with an error; the subclass says whether to retry. */
-export class AzureRequestError extends KubedosError {
+/** Something a cloud provider's API answered with an error; each provider's subclasses say whether to retry. */
+export class CloudRequestError extends KubedosError {
   constructor(
     readonly target: string,
     /** What was being done, e.g. `create VM web-0001`. */
     readonly operation: string,
-    /** Azure's error code (`AuthorizationFailed`, `InvalidParameter`, …) or the HTTP status. */
+    /** The provider's error code (`AuthorizationFailed`, `rateLimitExceeded`, …) or the HTTP status. */
     readonly code: string,
     /** HTTP status, when there was a response. */
     readonly status: number | undefined,
@@ -822,6 +822,26 @@ export class AzureRequestError extends KubedosError {
     super(`target ${target}: ${operation}: ${code}: ${detail}`, hint, options);
   }
 }
+
+/** A resource with the name KubeDos derives for a node exists but does not carry KubeDos's marks for it: it is never touched. */
+export class CloudResourceNotOwnedError extends KubedosError {
+  constructor(
+    readonly target: string,
+    /** e.g. `virtualMachines/web-0001`, `instances/web-0001`. */
+    readonly resource: string,
+    readonly nodeId: string,
+    /** What KubeDos marks its resources with on this provider: `tags`, `labels`. */
+    marks: string,
+    hint: string,
+  ) {
+    super(`target ${target}: ${resource} exists but carries no KubeDos ${marks} for node ${nodeId}; refusing to touch it`, hint);
+  }
+}
+
+// --- azure ---
+
+/** Something Azure (Resource Manager, Storage, Entra ID) answered with an error; the subclass says whether to retry. */
+export class AzureRequestError extends CloudRequestError {}
 
 /** Azure throttled the worker (HTTP 429): retried with backoff. */
 export class AzureThrottledError extends AzureRequestError {
@@ -862,38 +882,16 @@ export class AzureInvalidRequestError extends AzureRequestError {
 export class AzureProvisioningError extends AzureRequestError {}
 
 /** A resource with the name KubeDos derives for a node exists but is not KubeDos's: it is never touched. */
-export class AzureResourceNotOwnedError extends KubedosError {
-  constructor(
-    readonly target: string,
-    /** e.g. `virtualMachines/web-0001`. */
-    readonly resource: string,
-    readonly nodeId: string,
-  ) {
-    super(
-      `target ${target}: ${resource} exists but carries no KubeDos tags for node ${nodeId}; refusing to touch it`,
-      'KubeDos only changes resources it tagged (kubedos-node); rename or remove that resource, or deploy into another resource group',
-    );
+export class AzureResourceNotOwnedError extends CloudResourceNotOwnedError {
+  constructor(target: string, /** e.g. `virtualMachines/web-0001`. */ resource: string, nodeId: string) {
+    super(target, resource, nodeId, 'tags', 'KubeDos only changes resources it tagged (kubedos-node); rename or remove that resource, or deploy into another resource group');
   }
 }
 
 // --- gcp ---
 
 /** Something Google Cloud (Compute Engine, Cloud Storage, the token service) answered with an error; the subclass says whether to retry. */
-export class GcpRequestError extends KubedosError {
-  constructor(
-    readonly target: string,
-    /** What was being done, e.g. `insert instance web-0001`. */
-    readonly operation: string,
-    /** Google's reason or error code (`rateLimitExceeded`, `QUOTA_EXCEEDED`, …) or the HTTP status. */
-    readonly code: string,
-    readonly status: number | undefined,
-    detail: string,
-    hint: string,
-    options?: { cause?: unknown; retryable?: boolean },
-  ) {
-    super(`target ${target}: ${operation}: ${code}: ${detail}`, hint, options);
-  }
-}
+export class GcpRequestError extends CloudRequestError {}
 
 /** Google throttled the worker (429, rateLimitExceeded): retried with backoff. */
 export class GcpThrottledError extends GcpRequestError {
@@ -931,16 +929,8 @@ export class GcpInvalidRequestError extends GcpRequestError {
 }
 
 /** A resource with the name KubeDos derives for a node exists but is not KubeDos's: it is never touched. */
-export class GcpResourceNotOwnedError extends KubedosError {
-  constructor(
-    readonly target: string,
-    /** e.g. `instances/web-0001`. */
-    readonly resource: string,
-    readonly nodeId: string,
-  ) {
-    super(
-      `target ${target}: ${resource} exists but carries no KubeDos labels for node ${nodeId}; refusing to touch it`,
-      'KubeDos only changes resources it labelled (kubedos=node); rename or remove that resource, or deploy into another project or zone',
-    );
+export class GcpResourceNotOwnedError extends CloudResourceNotOwnedError {
+  constructor(target: string, /** e.g. `instances/web-0001`. */ resource: string, nodeId: string) {
+    super(target, resource, nodeId, 'labels', 'KubeDos only changes resources it labelled (kubedos=node); rename or remove that resource, or deploy into another project or zone');
   }
 }

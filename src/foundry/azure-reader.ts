@@ -24,6 +24,8 @@
  * KUBEDOS_AZURE_REPORT=inline (report in the foreground) or none, plus the NoCloud reader's KUBEDOS_ROOT.
  */
 
+import { bashHttpClient } from './bash-http';
+
 /** Path of the reader: a metadata.d hook of kubedos-firstboot, after the NoCloud and MMDS ones. */
 export const AZURE_READER_PATH = '/usr/lib/kubedos/metadata.d/30-azure';
 
@@ -47,31 +49,18 @@ fail() { echo "kubedos: azure: error: $*"; exit 1; }
 
 # One HTTP/1.1 request on /dev/tcp: METHOD PATH OUT BODY|- [HEADER...]. The answer's body goes to
 # OUT; the exit status is 0 for 200, 1 otherwise. Run under timeout by the caller.
-if [ "\${1:-}" = --request ]; then
-  method=$2 path=$3 out=$4 body=$5
-  shift 5
-  exec 3<>"/dev/tcp/$wire/$port"
-  {
-    printf '%s %s HTTP/1.1\\r\\n' "$method" "$path"
-    printf 'Host: %s\\r\\n' "$wire"
-    printf 'Connection: close\\r\\n'
-    for h in "$@"; do printf '%s\\r\\n' "$h"; done
-    if [ "$body" = - ]; then printf 'Content-Length: 0\\r\\n\\r\\n'; else printf 'Content-Length: %s\\r\\n\\r\\n' "$(wc -c < "$body")"; cat "$body"; fi
-  } >&3
-  IFS= read -r status <&3
-  len=""
-  while IFS= read -r line <&3; do
-    line=\${line%$'\\r'}
-    [ -n "$line" ] || break
-    case \${line,,} in content-length:*) len=\${line#*:}; len=\${len//[!0-9]/} ;; esac
-  done
-  if [ -n "$len" ]; then head -c "$len" <&3 > "$out"; else cat <&3 > "$out"; fi
-  exec 3<&-
-  case $status in
-    "HTTP/1."?" 200"*) exit 0 ;;
-    *) echo "kubedos: azure: $method $path: \${status%$'\\r'}" >&2; exit 1 ;;
-  esac
-fi
+${bashHttpClient({
+  // Script text like the rest of this template (its say/fail tag), hence not a quoted literal.
+  tag: `azure`,
+  params: ['method', 'path', 'out', 'body'],
+  host: 'wire',
+  method: '$method',
+  headers: [['Host: %s', '"$wire"'], ['Connection: close']],
+  headerArgs: true,
+  body: true,
+  untilClose: true,
+  notFound: false,
+})}
 
 dmi=\${KUBEDOS_DMI_DIR:-/sys/class/dmi/id}
 [ "$(cat "$dmi/chassis_asset_tag" 2>/dev/null || true)" = ${AZURE_CHASSIS_ASSET_TAG} ] || exit 0

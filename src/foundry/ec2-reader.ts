@@ -30,6 +30,8 @@
  * alone), plus the NoCloud reader's KUBEDOS_ROOT.
  */
 
+import { bashHttpClient } from './bash-http';
+
 /** Path of the reader: a metadata.d hook of kubedos-firstboot, after the NoCloud and MMDS ones. */
 export const EC2_READER_PATH = '/usr/lib/kubedos/metadata.d/30-ec2';
 
@@ -51,34 +53,14 @@ port=\${KUBEDOS_IMDS_PORT:-80}
 
 # One HTTP/1.1 request on /dev/tcp: METHOD PATH OUT [HEADER...]. The body goes to OUT; the exit
 # status is 0 for 200, 4 for 404, 1 otherwise. Run under timeout by the caller.
-if [ "\${1:-}" = --request ]; then
-  method=$2 path=$3 out=$4
-  shift 4
-  exec 3<>"/dev/tcp/$addr/$port"
-  {
-    printf '%s %s HTTP/1.1\\r\\n' "$method" "$path"
-    printf 'Host: %s\\r\\n' "$addr"
-    printf 'Accept: */*\\r\\n'
-    printf 'Connection: close\\r\\n'
-    printf 'Content-Length: 0\\r\\n'
-    for h in "$@"; do printf '%s\\r\\n' "$h"; done
-    printf '\\r\\n'
-  } >&3
-  IFS= read -r status <&3
-  len=0
-  while IFS= read -r line <&3; do
-    line=\${line%$'\\r'}
-    [ -n "$line" ] || break
-    case \${line,,} in content-length:*) len=\${line#*:}; len=\${len//[!0-9]/} ;; esac
-  done
-  head -c "\${len:-0}" <&3 > "$out"
-  exec 3<&-
-  case $status in
-    "HTTP/1."?" 200"*) exit 0 ;;
-    "HTTP/1."?" 404"*) exit 4 ;;
-    *) echo "kubedos: ec2: $method $path: \${status%$'\\r'}" >&2; exit 1 ;;
-  esac
-fi
+${bashHttpClient({
+  tag: 'ec2',
+  params: ['method', 'path', 'out'],
+  host: 'addr',
+  method: '$method',
+  headers: [['Host: %s', '"$addr"'], ['Accept: */*'], ['Connection: close'], ['Content-Length: 0']],
+  headerArgs: true,
+})}
 
 vendor=$(cat "\${KUBEDOS_DMI_DIR:-/sys/class/dmi/id}/sys_vendor" 2>/dev/null || true)
 [ "$vendor" = "${EC2_SYS_VENDOR}" ] || exit 0

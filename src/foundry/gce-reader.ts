@@ -18,6 +18,8 @@
  * reader's KUBEDOS_ROOT.
  */
 
+import { bashHttpClient } from './bash-http';
+
 /** Path of the reader: a metadata.d hook of kubedos-firstboot, after the Azure one. */
 export const GCE_READER_PATH = '/usr/lib/kubedos/metadata.d/40-gce';
 
@@ -38,28 +40,20 @@ fail() { echo "kubedos: gce: error: $*"; exit 1; }
 
 # One HTTP/1.1 GET on /dev/tcp: PATH OUT. The body goes to OUT; the exit status is 0 for 200 from
 # the metadata server (it must say Metadata-Flavor: Google), 4 for 404, 1 otherwise.
-if [ "\${1:-}" = --request ]; then
-  path=$2 out=$3
-  exec 3<>"/dev/tcp/$addr/$port"
-  printf 'GET %s HTTP/1.1\\r\\nHost: metadata.google.internal\\r\\nMetadata-Flavor: Google\\r\\nConnection: close\\r\\n\\r\\n' "$path" >&3
-  IFS= read -r status <&3
-  len="" flavor=""
-  while IFS= read -r line <&3; do
-    line=\${line%$'\\r'}
-    [ -n "$line" ] || break
-    case \${line,,} in
-      content-length:*) len=\${line#*:}; len=\${len//[!0-9]/} ;;
-      metadata-flavor:*) flavor=\${line#*:}; flavor=\${flavor// /} ;;
-    esac
-  done
-  if [ -n "$len" ]; then head -c "$len" <&3 > "$out"; else cat <&3 > "$out"; fi
-  exec 3<&-
-  case $status in
-    "HTTP/1."?" 200"*) [ "$flavor" = Google ] || { echo "kubedos: gce: $path: the answer is not the metadata server's (no Metadata-Flavor: Google)" >&2; exit 1; }; exit 0 ;;
-    "HTTP/1."?" 404"*) exit 4 ;;
-    *) echo "kubedos: gce: GET $path: \${status%$'\\r'}" >&2; exit 1 ;;
-  esac
-fi
+${bashHttpClient({
+  tag: 'gce',
+  params: ['path', 'out'],
+  host: 'addr',
+  method: 'GET',
+  headers: [['Host: metadata.google.internal'], ['Metadata-Flavor: Google'], ['Connection: close']],
+  untilClose: true,
+  require: {
+    header: 'Metadata-Flavor',
+    variable: 'flavor',
+    value: 'Google',
+    message: "$path: the answer is not the metadata server's (no Metadata-Flavor: Google)",
+  },
+})}
 
 dmi=\${KUBEDOS_DMI_DIR:-/sys/class/dmi/id}
 product=$(cat "$dmi/product_name" 2>/dev/null || true)

@@ -25,6 +25,8 @@
  * reader's KUBEDOS_ROOT.
  */
 
+import { bashHttpClient } from './bash-http';
+
 /** Path of the reader: a metadata.d hook of kubedos-firstboot, after the NoCloud one. */
 export const NOCLOUD_NET_READER_PATH = '/usr/lib/kubedos/metadata.d/15-nocloud-net';
 
@@ -36,25 +38,16 @@ export const NOCLOUD_NET_READER = `#!/bin/bash
 set -euo pipefail
 
 # One HTTP/1.0 GET on /dev/tcp: HOST PORT PATH OUT. Exit 0 for 200, 4 for 404, 1 otherwise.
-if [ "\${1:-}" = --get ]; then
-  host=$2 port=$3 path=$4 out=$5
-  exec 3<>"/dev/tcp/$host/$port"
-  printf 'GET %s HTTP/1.0\\r\\nHost: %s:%s\\r\\nAccept: text/plain\\r\\nConnection: close\\r\\n\\r\\n' "$path" "$host" "$port" >&3
-  IFS= read -r status <&3
-  len=""
-  while IFS= read -r line <&3; do
-    line=\${line%$'\\r'}
-    [ -n "$line" ] || break
-    case \${line,,} in content-length:*) len=\${line#*:}; len=\${len//[!0-9]/} ;; esac
-  done
-  if [ -n "$len" ]; then head -c "$len" <&3 > "$out"; else cat <&3 > "$out"; fi
-  exec 3<&-
-  case $status in
-    "HTTP/1."?" 200"*) exit 0 ;;
-    "HTTP/1."?" 404"*) exit 4 ;;
-    *) echo "kubedos: nocloud-net: GET $path: \${status%$'\\r'}" >&2; exit 1 ;;
-  esac
-fi
+${bashHttpClient({
+  tag: 'nocloud-net',
+  flag: '--get',
+  params: ['host', 'port', 'path', 'out'],
+  host: 'host',
+  method: 'GET',
+  version: '1.0',
+  headers: [['Host: %s:%s', '"$host"', '"$port"'], ['Accept: text/plain'], ['Connection: close']],
+  untilClose: true,
+})}
 
 say() { echo "kubedos: nocloud-net: $*"; }
 fail() { echo "kubedos: nocloud-net: error: $*"; exit 1; }

@@ -1,9 +1,10 @@
 /**
  * What several target drivers need around their substrate calls, in one place (drivers never
- * import one another): the node-id rule, progress reports while a long step runs, and bounded
- * concurrency over a list.
+ * import one another): the node-id rule, progress reports while a long step runs, bounded
+ * concurrency over a list, and a sleep that an abort ends.
  */
-import type { DriverContext } from './driver';
+import type { DriverContext, NodeLabels } from './driver';
+import type { PublicIdentity } from './identity';
 
 /**
  * Longest node id: a node id is a directory name on the host (qemu, hollow), so at most NAME_MAX
@@ -68,4 +69,56 @@ export async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
+}
+
+/** Wait `ms`; rejects with the signal's reason as soon as it aborts (or at once if it has). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
+  });
+}
+
+/** The keys under which a provider's tags hold a node's id, labels and public identity. */
+export interface NodeRecordKeys {
+  readonly nodeId: string;
+  readonly platform: string;
+  readonly fleet: string;
+  readonly generation: string;
+  readonly image: string;
+  readonly imageDigest: string;
+  readonly hostname: string;
+  readonly machineId: string;
+  readonly hostKey: string;
+  readonly hostKeyFingerprint: string;
+}
+
+/** A node's id, labels and public identity as tags under `keys`. */
+export function nodeRecordTags(keys: NodeRecordKeys, nodeId: string, labels: NodeLabels, identity: PublicIdentity): Record<string, string> {
+  return {
+    [keys.nodeId]: nodeId,
+    [keys.platform]: labels.platform,
+    [keys.fleet]: labels.fleet,
+    [keys.generation]: String(labels.generation),
+    [keys.image]: labels.image,
+    [keys.imageDigest]: labels.imageDigest,
+    [keys.hostname]: identity.hostname,
+    [keys.machineId]: identity.machineId,
+    [keys.hostKey]: identity.hostKeyPublic,
+    [keys.hostKeyFingerprint]: identity.hostKeyFingerprint,
+  };
+}
+
+/** A node's id, labels and public identity read back through `get`; undefined when one is missing or empty, or the generation is not a whole number. */
+export function nodeRecordOf(keys: NodeRecordKeys, get: (key: string) => string | undefined): { nodeId: string; labels: NodeLabels; identity: PublicIdentity } | undefined {
+  const generation = Number(get(keys.generation));
+  const fields = [keys.nodeId, keys.platform, keys.fleet, keys.image, keys.imageDigest, keys.hostname, keys.machineId, keys.hostKey, keys.hostKeyFingerprint].map(get);
+  if (fields.some((f) => f === undefined || f === '') || !Number.isInteger(generation)) return undefined;
+  const [nodeId, platform, fleet, image, imageDigest, hostname, machineId, hostKeyPublic, hostKeyFingerprint] = fields as string[];
+  return {
+    nodeId: nodeId!,
+    labels: { platform: platform!, fleet: fleet!, generation, image: image!, imageDigest: imageDigest! },
+    identity: { hostname: hostname!, machineId: machineId!, hostKeyPublic: hostKeyPublic!, hostKeyFingerprint: hostKeyFingerprint! },
+  };
 }

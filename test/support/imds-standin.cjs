@@ -14,6 +14,7 @@
  * Document: { "meta-data": { "instance-id": "i-…", "local-ipv4": "10.0.0.5", … }, "user-data": "…" }
  */
 const fs = require('node:fs');
+const { serveOnce } = require('./serve-once.cjs');
 
 function answer(doc, token, method, url, headers) {
   const path = url.split('?')[0];
@@ -39,31 +40,16 @@ function answer(doc, token, method, url, headers) {
   return { status: 404, body: '' };
 }
 
-const REASONS = { 200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed' };
-
 /** One request from stdin, its response to stdout, then exit (the guest's connection closes). */
-function serveOnce(docFile, token, logFile) {
+function serveDocument(docFile, token, logFile) {
   const doc = JSON.parse(fs.readFileSync(docFile, 'utf8'));
-  let buf = '';
-  process.stdin.setEncoding('latin1');
-  process.stdin.on('data', (chunk) => {
-    buf += chunk;
-    const end = buf.indexOf('\r\n\r\n');
-    if (end < 0) return;
-    const [requestLine, ...lines] = buf.slice(0, end).split('\r\n');
-    const [method, url] = requestLine.split(' ');
-    const headers = {};
-    for (const l of lines) {
-      const i = l.indexOf(':');
-      if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-    }
+  serveOnce((method, url, headers) => {
     const { status, body } = answer(doc, token, method, url, headers);
     if (logFile) fs.appendFileSync(logFile, `${method} ${url} ${headers['x-aws-ec2-metadata-token'] ? 'token' : 'no-token'} ${status}\n`);
-    const bytes = Buffer.from(body, 'utf8');
-    process.stdout.write(`HTTP/1.1 ${status} ${REASONS[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${bytes.length}\r\nConnection: close\r\n\r\n`);
-    process.stdout.write(bytes, () => process.exit(0));
+    // Content-Length: serveOnce sets the body's, in this place (before Connection, the order IMDS sends).
+    return { status, headers: { 'Content-Type': 'text/plain', 'Content-Length': 0, Connection: 'close' }, body };
   });
 }
 
-if (require.main === module) serveOnce(process.argv[2], process.argv[3], process.argv[4]);
+if (require.main === module) serveDocument(process.argv[2], process.argv[3], process.argv[4]);
 module.exports = { answer };

@@ -4,13 +4,12 @@
  * spawnDaemon and stopped with stopProcess. The bucket is created before it is handed out.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { logTail, spawnDaemon, stopProcess } from '../../src/exec/daemon';
+import { spawnDaemon, stopProcess } from '../../src/exec/daemon';
 import { S3Store, type S3Config } from '../../src/store/s3';
 import { freePort } from '../../src/exec/ports';
+import { waitForPort } from './wait-for-port';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 export const VERSITYGW = path.join(ROOT, '.tools', 'bin', 'versitygw');
@@ -26,29 +25,6 @@ export interface S3TestServer {
   /** The backend file holding an object (to corrupt it behind the server's back). */
   objectFile(key: string): string;
   stop(): Promise<void>;
-}
-
-
-async function waitForPort(host: string, port: number, pid: number, logFile: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, host);
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (up) return;
-    try {
-      process.kill(pid, 0);
-    } catch {
-      throw new Error(`versitygw exited before listening:\n${logTail(logFile)}`);
-    }
-    await sleep(100);
-  }
-  throw new Error(`versitygw did not listen on ${host}:${port} within ${timeoutMs} ms:\n${logTail(logFile)}`);
 }
 
 /** `host`: the address to listen on (default loopback; the cluster tests give a bridge's, so network namespaces reach it). */
@@ -68,7 +44,7 @@ export async function startS3Server(bucket = 'kubedos-test', options: { host?: s
   const pid = spawnDaemon(argv, { logFile, detached: false, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: base } });
   const marker = dataDir; // unique to this server: never mistaken for another process
   try {
-    await waitForPort(host, port, pid, logFile, 30_000);
+    await waitForPort('versitygw', host, port, pid, logFile, 30_000);
   } catch (err) {
     await stopProcess(pid, marker, 2000);
     throw err;

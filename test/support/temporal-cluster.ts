@@ -16,7 +16,6 @@
  * attach through cluster.json; the run's global teardown stops it (`stopSharedCluster`).
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, chownSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,6 +24,7 @@ import { logTail, spawnDaemon, stopProcess, isOurProcess } from '../../src/exec/
 import { freePort, portIsFree } from '../../src/exec/ports';
 import { runTool } from '../../src/exec/run';
 import { waitForServer } from '../../src/temporal/dev-server';
+import { accepts } from './wait-for-port';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 export const TEMPORAL_SERVER = path.join(ROOT, '.tools', 'bin', 'temporal-server');
@@ -219,13 +219,7 @@ const alive = (info: ClusterInfo, s: ServiceName) => Boolean(info.services[s]) &
 async function waitForListening(host: string, port: number, isAlive: () => boolean, timeoutMs: number): Promise<void> {
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(200)) {
     if (!isAlive()) throw new Error(`a Temporal service exited before listening on ${host}:${port}`);
-    // Connect, never bind: a probe that binds could take the port from the starting service.
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, host);
-      socket.once('connect', () => (socket.destroy(), resolve(true)));
-      socket.once('error', () => resolve(false));
-    });
-    if (up) return;
+    if (await accepts(host, port)) return;
   }
   throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
 }

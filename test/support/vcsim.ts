@@ -10,13 +10,13 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { logTail, spawnDaemon, stopProcess } from '../../src/exec/daemon';
+import { spawnDaemon, stopProcess } from '../../src/exec/daemon';
 import { freePort } from '../../src/exec/ports';
+import { waitForPort } from './wait-for-port';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 export const VCSIM = path.join(ROOT, '.tools', 'bin', 'vcsim');
@@ -54,28 +54,6 @@ export interface Vcsim {
   stop(): Promise<void>;
 }
 
-async function waitForPort(port: number, pid: number, logFile: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (up) return;
-    try {
-      process.kill(pid, 0);
-    } catch {
-      throw new Error(`vcsim exited before listening:\n${logTail(logFile)}`);
-    }
-    await sleep(100);
-  }
-  throw new Error(`vcsim did not listen on 127.0.0.1:${port} within ${timeoutMs} ms:\n${logTail(logFile)}`);
-}
-
 export async function startVcsim(options: VcsimOptions = {}): Promise<Vcsim> {
   if (!existsSync(VCSIM) || !existsSync(GOVC)) throw new Error(`${VCSIM} or ${GOVC} is missing: run scripts/setup --tests`);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'kubedos-vcsim-'));
@@ -96,7 +74,7 @@ export async function startVcsim(options: VcsimOptions = {}): Promise<Vcsim> {
   ];
   const pid = spawnDaemon(argv, { logFile, detached: false, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, TMPDIR: tmp } });
   try {
-    await waitForPort(port, pid, logFile, 30_000);
+    await waitForPort('vcsim', '127.0.0.1', port, pid, logFile, 30_000);
   } catch (err) {
     await stopProcess(pid, dir, 2000);
     rmSync(dir, { recursive: true, force: true });

@@ -14,6 +14,7 @@ import { fromIni, fromNodeProviderChain, fromTemporaryCredentials } from '@aws-s
 import { AwsApiError, AwsCredentialsError, AwsInvalidRequestError, AwsUnauthorizedError, AwsUnavailableError, CancelledError, KubedosError } from '../../errors';
 import type { NodeLabels } from '../driver';
 import type { PublicIdentity } from '../identity';
+import { nodeRecordOf, nodeRecordTags } from '../driver-support';
 import type { AwsTargetSpec } from './index';
 
 /** The prefix of every tag KubeDos writes (user tags may not use it). */
@@ -186,30 +187,12 @@ export function nodeTags(targetName: string, spec: AwsTargetSpec, nodeId: string
   return {
     ...(spec.tags.Name === undefined ? { Name: nodeId } : {}),
     ...baseTags(targetName, spec),
-    [TAG.nodeId]: nodeId,
-    [TAG.platform]: labels.platform,
-    [TAG.fleet]: labels.fleet,
-    [TAG.generation]: String(labels.generation),
-    [TAG.image]: labels.image,
-    [TAG.imageDigest]: labels.imageDigest,
-    [TAG.hostname]: identity.hostname,
-    [TAG.machineId]: identity.machineId,
-    [TAG.hostKey]: identity.hostKeyPublic,
-    [TAG.hostKeyFingerprint]: identity.hostKeyFingerprint,
+    ...nodeRecordTags(TAG, nodeId, labels, identity),
   };
 }
 
 /** Labels and identity of an instance from its tags; undefined when they are not a KubeDos node's. */
 export function nodeFromTags(tags: Record<string, string>, targetName: string): { nodeId: string; labels: NodeLabels; identity: PublicIdentity } | undefined {
   if (tags[TAG.managed] !== 'true' || tags[TAG.target] !== targetName) return undefined;
-  const get = (k: string) => tags[k];
-  const nodeId = get(TAG.nodeId);
-  const generation = Number(get(TAG.generation));
-  const fields = [nodeId, get(TAG.platform), get(TAG.fleet), get(TAG.image), get(TAG.imageDigest), get(TAG.hostname), get(TAG.machineId), get(TAG.hostKey), get(TAG.hostKeyFingerprint)];
-  if (fields.some((f) => f === undefined || f === '') || !Number.isInteger(generation)) return undefined;
-  return {
-    nodeId: nodeId!,
-    labels: { platform: get(TAG.platform)!, fleet: get(TAG.fleet)!, generation, image: get(TAG.image)!, imageDigest: get(TAG.imageDigest)! },
-    identity: { hostname: get(TAG.hostname)!, machineId: get(TAG.machineId)!, hostKeyPublic: get(TAG.hostKey)!, hostKeyFingerprint: get(TAG.hostKeyFingerprint)! },
-  };
+  return nodeRecordOf(TAG, (k) => tags[k]);
 }

@@ -35,6 +35,7 @@ import type { VirtualMachine } from '@azure/arm-compute';
 import { ArtifactRequiredError, AzureResourceNotOwnedError, AzureUnavailableError, ConfigError, NodeAddressUnknownError, NodeImageConflictError, NodeNotRunningError, TargetNodeNotFoundError } from '../../errors';
 import { logger } from '../../log';
 import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../driver';
+import { mapLimited, nodeRecordOf, nodeRecordTags, sleep } from '../driver-support';
 import { consoleReady, publicPart, type NodeIdentity, type PublicIdentity } from '../identity';
 import { renderNocloud } from '../nocloud';
 import { awaitOperation, connectAzure, HEARTBEAT_MS, previousOperation, restoredPoller, type AzureConnection, type Poller } from './arm';
@@ -45,7 +46,7 @@ import { uploadPageBlob } from './page-blob';
 /** Tag names KubeDos writes (values ≤ 256 characters, as Azure allows). */
 export const TAG = {
   kind: 'kubedos',
-  node: 'kubedos-node',
+  nodeId: 'kubedos-node',
   platform: 'kubedos-platform',
   fleet: 'kubedos-fleet',
   generation: 'kubedos-generation',
@@ -55,7 +56,7 @@ export const TAG = {
   hostname: 'kubedos-hostname',
   machineId: 'kubedos-machine-id',
   hostKey: 'kubedos-host-key',
-  fingerprint: 'kubedos-host-key-sha256',
+  hostKeyFingerprint: 'kubedos-host-key-sha256',
 } as const;
 
 export interface AzureDriverOptions {
@@ -89,33 +90,14 @@ export function imageNameOf(image: string, sha256: string): string {
 export function nodeTags(nodeId: string, labels: NodeLabels, identity: PublicIdentity): Record<string, string> {
   return {
     [TAG.kind]: 'node',
-    [TAG.node]: nodeId,
-    [TAG.platform]: labels.platform,
-    [TAG.fleet]: labels.fleet,
-    [TAG.generation]: String(labels.generation),
-    [TAG.image]: labels.image,
-    [TAG.imageDigest]: labels.imageDigest,
-    [TAG.hostname]: identity.hostname,
-    [TAG.machineId]: identity.machineId,
-    [TAG.hostKey]: identity.hostKeyPublic,
-    [TAG.fingerprint]: identity.hostKeyFingerprint,
+    ...nodeRecordTags(TAG, nodeId, labels, identity),
   };
 }
 
 /** The record of a VM's tags, when they are KubeDos's and complete. */
 export function recordOfTags(tags: Record<string, string> | undefined): AzureNodeRecord | undefined {
   if (!tags || tags[TAG.kind] !== 'node') return undefined;
-  const get = (k: string) => (typeof tags[k] === 'string' && tags[k] !== '' ? tags[k] : undefined);
-  const nodeId = get(TAG.node);
-  const generation = Number(get(TAG.generation));
-  const fields = [get(TAG.platform), get(TAG.fleet), get(TAG.image), get(TAG.imageDigest), get(TAG.hostname), get(TAG.machineId), get(TAG.hostKey), get(TAG.fingerprint)];
-  if (!nodeId || !Number.isInteger(generation) || fields.some((f) => f === undefined)) return undefined;
-  const [platform, fleet, image, imageDigest, hostname, machineId, hostKeyPublic, hostKeyFingerprint] = fields as string[];
-  return {
-    nodeId,
-    labels: { platform: platform!, fleet: fleet!, generation, image: image!, imageDigest: imageDigest! },
-    identity: { hostname: hostname!, machineId: machineId!, hostKeyPublic: hostKeyPublic!, hostKeyFingerprint: hostKeyFingerprint! },
-  };
+  return nodeRecordOf(TAG, (k) => (typeof tags[k] === 'string' && tags[k] !== '' ? tags[k] : undefined));
 }
 
 /** The parts of the node's VM body that come from the spec and the request (pure; the stand-in tests check it against the API). */
@@ -156,27 +138,6 @@ export function vmBody(spec: AzureTargetSpec, o: { vmName: string; imageId: stri
 function powerState(vm: VirtualMachine | undefined): string | undefined {
   return vm?.instanceView?.statuses?.map((s) => s.code ?? '').find((c) => c.startsWith('PowerState/'))?.slice('PowerState/'.length);
 }
-
-/** At most `limit` of `fn` at once, results in order. */
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
-  });
 
 export class AzureDriver implements TargetDriver {
   readonly type = 'azure' as const;
@@ -364,14 +325,14 @@ export class AzureDriver implements TargetDriver {
   /** The node's NIC (and public IP), made or found; its resource id. */
   private async ensureNic(vmName: string, nodeId: string, tags: Record<string, string>, ctx: DriverContext): Promise<string> {
     const nicName = `${vmName}-nic`;
-    const ownTags = { [TAG.kind]: 'node', [TAG.node]: nodeId };
+    const ownTags = { [TAG.kind]: 'node', [TAG.nodeId]: nodeId };
     const existing = await this.maybe(`get NIC ${nicName}`, () => this.az.network.networkInterfaces.get(this.rg(), nicName));
-    if (existing && existing.tags?.[TAG.node] !== nodeId) throw new AzureResourceNotOwnedError(this.name, `networkInterfaces/${nicName}`, nodeId);
+    if (existing && existing.tags?.[TAG.nodeId] !== nodeId) throw new AzureResourceNotOwnedError(this.name, `networkInterfaces/${nicName}`, nodeId);
     let publicIPAddress: { id: string } | undefined;
     if (this.spec.publicIp) {
       const ipName = `${vmName}-ip`;
       const ip = await this.maybe(`get public IP ${ipName}`, () => this.az.network.publicIPAddresses.get(this.rg(), ipName));
-      if (ip && ip.tags?.[TAG.node] !== nodeId) throw new AzureResourceNotOwnedError(this.name, `publicIPAddresses/${ipName}`, nodeId);
+      if (ip && ip.tags?.[TAG.nodeId] !== nodeId) throw new AzureResourceNotOwnedError(this.name, `publicIPAddresses/${ipName}`, nodeId);
       const made =
         ip ??
         (await this.call(`create public IP ${ipName}`, () =>
@@ -405,10 +366,10 @@ export class AzureDriver implements TargetDriver {
   private async tagOsDisk(vmName: string, nodeId: string, ctx: DriverContext): Promise<void> {
     const diskName = `${vmName}-osdisk`;
     const disk = await this.maybe(`get disk ${diskName}`, () => this.az.compute.disks.get(this.rg(), diskName));
-    if (!disk || disk.tags?.[TAG.node] === nodeId) return;
+    if (!disk || disk.tags?.[TAG.nodeId] === nodeId) return;
     if (disk.managedBy && !disk.managedBy.toLowerCase().endsWith(`/virtualmachines/${vmName.toLowerCase()}`)) return;
     await this.call(`tag disk ${diskName}`, () =>
-      awaitOperation(this.az.compute.disks.update(this.rg(), diskName, { tags: { ...disk.tags, [TAG.kind]: 'node', [TAG.node]: nodeId } }, { updateIntervalInMs: this.pollMs, abortSignal: ctx.signal }) as unknown as Poller<unknown>, `tag-disk:${diskName}`, `tag disk ${diskName}`, ctx),
+      awaitOperation(this.az.compute.disks.update(this.rg(), diskName, { tags: { ...disk.tags, [TAG.kind]: 'node', [TAG.nodeId]: nodeId } }, { updateIntervalInMs: this.pollMs, abortSignal: ctx.signal }) as unknown as Poller<unknown>, `tag-disk:${diskName}`, `tag disk ${diskName}`, ctx),
     );
   }
 
@@ -491,11 +452,11 @@ export class AzureDriver implements TargetDriver {
     // What deleteOption did not take (a create that failed before its VM existed, or a VM deleted by hand).
     const rg = this.rg();
     const nic = await this.maybe(`get NIC ${vmName}-nic`, () => this.az.network.networkInterfaces.get(rg, `${vmName}-nic`));
-    if (nic?.tags?.[TAG.node] === nodeId) await this.call(`delete NIC ${vmName}-nic`, () => this.az.network.networkInterfaces.beginDeleteAndWait(rg, `${vmName}-nic`, { updateIntervalInMs: this.pollMs, abortSignal: ctx.signal }));
+    if (nic?.tags?.[TAG.nodeId] === nodeId) await this.call(`delete NIC ${vmName}-nic`, () => this.az.network.networkInterfaces.beginDeleteAndWait(rg, `${vmName}-nic`, { updateIntervalInMs: this.pollMs, abortSignal: ctx.signal }));
     const ip = await this.maybe(`get public IP ${vmName}-ip`, () => this.az.network.publicIPAddresses.get(rg, `${vmName}-ip`));
-    if (ip?.tags?.[TAG.node] === nodeId) await this.call(`delete public IP ${vmName}-ip`, () => this.az.network.publicIPAddresses.beginDeleteAndWait(rg, `${vmName}-ip`, { updateIntervalInMs: this.pollMs, abortSignal: ctx.signal }));
+    if (ip?.tags?.[TAG.nodeId] === nodeId) await this.call(`delete public IP ${vmName}-ip`, () => this.az.network.publicIPAddresses.beginDeleteAndWait(rg, `${vmName}-ip`, { updateIntervalInMs: this.pollMs, abortSignal: ctx.signal }));
     const disk = await this.maybe(`get disk ${vmName}-osdisk`, () => this.az.compute.disks.get(rg, `${vmName}-osdisk`));
-    if (disk?.tags?.[TAG.node] === nodeId && !disk.managedBy) {
+    if (disk?.tags?.[TAG.nodeId] === nodeId && !disk.managedBy) {
       await this.call(`delete disk ${vmName}-osdisk`, () => awaitOperation(this.az.compute.disks.delete(rg, `${vmName}-osdisk`, { updateIntervalInMs: this.pollMs, abortSignal: ctx.signal }) as unknown as Poller<void>, `delete-disk:${vmName}`, `delete disk ${vmName}-osdisk`, ctx));
     }
   }

@@ -44,6 +44,7 @@ import {
 } from '../../errors';
 import { logger } from '../../log';
 import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../driver';
+import { reporting } from '../driver-support';
 import { LocalHost } from '../host';
 import { publicPart, type PublicIdentity } from '../identity';
 import { renderNocloud } from '../nocloud';
@@ -658,16 +659,5 @@ export class BaremetalDriver implements TargetDriver {
     const server = this.server;
     this.server = undefined;
     if (server) await server.then((s) => s.release(), () => undefined);
-  }
-}
-
-/** Run `fn`, reporting `step` at once and every few seconds (activities heartbeat from progress). */
-async function reporting<T>(ctx: DriverContext, step: string, fn: () => Promise<T>): Promise<T> {
-  ctx.progress?.({ step });
-  const timer = setInterval(() => ctx.progress?.({ step }), 5_000);
-  try {
-    return await fn();
-  } finally {
-    clearInterval(timer);
   }
 }

@@ -50,6 +50,7 @@ import {
 } from '../../errors';
 import { logger } from '../../log';
 import type { CreateNodeRequest, DriverContext, DriverEnvironment, ImageSource, NodeAddress, NodeLabels, OwnedNode, PreparedImage, TargetDriver } from '../driver';
+import { reporting } from '../driver-support';
 import { commandStderr, LocalHost, SshHost, type TargetHost } from '../host';
 import { consoleReady, publicPart, type PublicIdentity } from '../identity';
 import { mmdsDocument } from '../mmds';
@@ -98,17 +99,6 @@ interface Located {
 /** A node id names directories and part of a jail id: keep it to a safe alphabet. */
 function checkNodeId(nodeId: string): void {
   if (!/^[a-z0-9][a-z0-9.-]{0,120}$/.test(nodeId) || nodeId.includes('..')) throw new TypeError(`invalid node id ${JSON.stringify(nodeId)}`);
-}
-
-/** Repeat `ctx.progress` while `work` runs, so activities keep heartbeating through long steps. */
-async function reporting<T>(ctx: DriverContext, step: string, fn: () => Promise<T>): Promise<T> {
-  ctx.progress?.({ step });
-  const timer = setInterval(() => ctx.progress?.({ step }), 5_000);
-  try {
-    return await fn();
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 function parseRecord(text: string | undefined): NodeRecordOnHost | undefined {

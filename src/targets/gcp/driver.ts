@@ -36,6 +36,7 @@ import { ArtifactRequiredError, GcpResourceNotOwnedError, GcpUnavailableError, N
 import { GCE_IMPORT } from '../../foundry/formats/gce';
 import { logger } from '../../log';
 import { resumedOperation, type CreateNodeRequest, type DriverContext, type DriverEnvironment, type ImageSource, type NodeAddress, type NodeLabels, type OwnedNode, type PreparedImage, type TargetDriver } from '../driver';
+import { sleep } from '../driver-support';
 import { consoleReady, publicPart, type PublicIdentity } from '../identity';
 import { renderNocloud } from '../nocloud';
 import { closeGcp, connectGcp, type GcpConnection } from './clients';
@@ -178,13 +179,6 @@ function previousOperation(ctx: DriverContext, key: string): string | undefined 
     return undefined;
   }
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
-  });
 
 export class GcpDriver implements TargetDriver {
   readonly type = 'gcp' as const;

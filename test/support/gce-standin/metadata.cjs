@@ -13,6 +13,7 @@
  * [LOG]`: one request on stdin/stdout); the tests use `answer` behind node:http.
  */
 const fs = require('node:fs');
+const { serveOnce } = require('../serve-once.cjs');
 
 function answer(doc, method, url, headers) {
   const h = { 'Metadata-Flavor': 'Google', Server: 'Metadata Server for VM' };
@@ -36,31 +37,15 @@ function answer(doc, method, url, headers) {
   return { status: 404, headers: h, body: '' };
 }
 
-const REASONS = { 200: 'OK', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed' };
-
-function serveOnce(docFile, logFile) {
+/** One request from stdin, its response to stdout, then exit (the guest's connection closes). */
+function serveDocument(docFile, logFile) {
   const doc = JSON.parse(fs.readFileSync(docFile, 'utf8'));
-  let buf = '';
-  process.stdin.setEncoding('latin1');
-  process.stdin.on('data', (chunk) => {
-    buf += chunk;
-    const end = buf.indexOf('\r\n\r\n');
-    if (end < 0) return;
-    const [requestLine, ...lines] = buf.slice(0, end).split('\r\n');
-    const [method, url] = requestLine.split(' ');
-    const headers = {};
-    for (const l of lines) {
-      const i = l.indexOf(':');
-      if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-    }
+  serveOnce((method, url, headers) => {
     const r = answer(doc, method, url, headers);
     if (logFile) fs.appendFileSync(logFile, `${JSON.stringify({ method, url, status: r.status, flavor: headers['metadata-flavor'] })}\n`);
-    const bytes = Buffer.from(r.body, 'utf8');
-    const head = Object.entries({ ...r.headers, 'Content-Length': bytes.length }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-    process.stdout.write(`HTTP/1.1 ${r.status} ${REASONS[r.status]}\r\n${head}\r\n`);
-    process.stdout.write(bytes, () => process.exit(0));
+    return r;
   });
 }
 
-if (require.main === module) serveOnce(process.argv[2], process.argv[3]);
+if (require.main === module) serveDocument(process.argv[2], process.argv[3]);
 module.exports = { answer };

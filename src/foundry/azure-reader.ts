@@ -50,8 +50,7 @@ fail() { echo "kubedos: azure: error: $*"; exit 1; }
 # One HTTP/1.1 request on /dev/tcp: METHOD PATH OUT BODY|- [HEADER...]. The answer's body goes to
 # OUT; the exit status is 0 for 200, 1 otherwise. Run under timeout by the caller.
 ${bashHttpClient({
-  // Script text like the rest of this template (its say/fail tag), hence not a quoted literal.
-  tag: `azure`,
+  tag: 'azure',
   params: ['method', 'path', 'out', 'body'],
   host: 'wire',
   method: '$method',

@@ -108,8 +108,10 @@ test('no code outside a target type\'s own folder names it: a new one touches it
   const types: string[] = TARGETS.map((t) => t.type).filter((t: string) => t !== 'fake');
   // A pool may share its name with a target type it runs: in src/pools and workers/ that name is the pool's.
   const namesPool = (file: string, lit: string) => (file.startsWith('src/pools/') || file.startsWith('workers/')) && (POOL_NAMES as readonly string[]).includes(lit);
-  // An output format may share its name with the target type that deploys it (firecracker): its own file names the format.
-  const ownFile = (file: string, lit: string) => file.startsWith(`src/targets/${lit}/`) || file === `src/foundry/formats/${lit}.ts`;
+  // An output format may share its name with the target type that deploys it (firecracker, azure), and so may
+  // the image's first-boot reader for that platform (src/foundry/azure-reader.ts): their own files name it.
+  const ownFile = (file: string, lit: string) =>
+    file.startsWith(`src/targets/${lit}/`) || file === `src/foundry/formats/${lit}.ts` || file === `src/foundry/${lit}-reader.ts`;
   const outside = ['src', 'activities', 'workers', 'workflows'].flatMap(tsFiles).flatMap((file) =>
     literals(path.join(ROOT, file))
       .filter((lit) => types.includes(lit) && !ownFile(file, lit) && !namesPool(file, lit))

@@ -25,6 +25,8 @@ test('a start whose pid was never recorded is adopted, not doubled; destroy stop
   const labels = { platform: 'p', fleet: 'web', generation: 1, image: 'i', imageDigest: 'd'.repeat(64) };
   await driver().create({ nodeId, labels, identity: generateIdentity('web-0001'), image: { digest: 'd'.repeat(64), location: 'hollow:d' }, authorizedKeys: [] });
   await driver().start(nodeId);
+  // Until the forked child has exec'd, its command line is still its parent's.
+  for (let i = 0; i < 50 && !processesOf(nodeId).length; i++) await sleep(100);
   const [first] = processesOf(nodeId);
   expect(first).toBeGreaterThan(0);
 

@@ -30,6 +30,7 @@ import { canonicalJson, sha256Hex, type BuildPlan } from '../../src/foundry';
 import { lockInputsDigest, parseLock } from '../../src/foundry/lock';
 import { planFromSpec } from '../../src/foundry/from-spec';
 import { loadSpec } from '../../src/platform';
+import { DEFAULT_BASE_PACKAGES } from '../../src/platform/catalog';
 import { logTail, spawnDaemon, stopProcess } from '../../src/exec/daemon';
 import { parsePublication } from '../../src/store/publish';
 import { blobKey } from '../../src/store/s3';
@@ -60,6 +61,9 @@ let specDir: string;
 const hosts = {} as Record<Pool, TestHost>;
 const workers = {} as Record<Pool, { pid: number; log: string }>;
 
+/** The shared test image's packages beyond the defaults every image gets: the spec names them to describe that base. */
+const sharedImageExtraPackages = () => QEMU_PLAN.base.packages.filter((p) => !(DEFAULT_BASE_PACKAGES as readonly string[]).includes(p));
+
 const spec = () => `apiVersion: kubedos.dev/v1alpha1
 kind: Platform
 metadata:
@@ -68,6 +72,7 @@ base:
   suite: bookworm
   mirror: http://deb.debian.org/debian
   sourceDateEpoch: ${QEMU_PLAN.sourceDateEpoch}
+  packages: [${sharedImageExtraPackages().join(', ')}]
 images:
   worker:
     files:
@@ -205,7 +210,13 @@ afterAll(async () => {
 const workerLogs = () => POOLS.map((p) => `--- ${p}\n${workers[p] ? logTail(workers[p].log, 12) : ''}`).join('\n');
 
 test('each pool runs in its own network namespace; the workers bootstrap the namespace\'s search attributes', async () => {
-  for (const pool of POOLS) expect(await netnsOf(workers[pool].pid)).toBe(hosts[pool].netns);
+  // `ip netns exec` enters the namespace a moment after it is spawned: ask until it has (or 10 s).
+  const namespaceOf = async (pool: Pool) => {
+    let ns = '';
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline && ns !== hosts[pool].netns; await sleep(200)) ns = await netnsOf(workers[pool].pid);
+    return ns;
+  };
+  for (const pool of POOLS) expect(await namespaceOf(pool)).toBe(hosts[pool].netns);
   let attributes: Record<string, string> = {};
   for (const deadline = Date.now() + 120_000; Date.now() < deadline; await sleep(500)) {
     attributes = customAttributes();

@@ -286,7 +286,9 @@ export function installerDiskSquashfs(ctx: BuildContext): Promise<string> {
     await fs.writeFile(path.join(dir, 'disk.size'), `${(await fs.stat(ctx.rawDisk!)).size}\n`);
     const out = path.join(await liveDir(ctx), 'disk.squashfs');
     await fs.rm(out, { force: true });
-    await mksquashfs({ sources: [dir], dest: out, epoch: ctx.plan.sourceDateEpoch, allTime: true }, { signal: ctx.options.signal });
+    // disk.raw is a hard link to the build's disk, which the sibling `raw` format may already have
+    // published read-only (0444) or not (0644): its mode in the squashfs must not depend on which.
+    await mksquashfs({ sources: [dir], dest: out, epoch: ctx.plan.sourceDateEpoch, allTime: true, pseudo: ['disk.raw m 444 0 0'] }, { signal: ctx.options.signal });
     await fs.rm(dir, { recursive: true, force: true });
     await fs.utimes(out, ctx.plan.sourceDateEpoch, ctx.plan.sourceDateEpoch);
     return out;

@@ -16,7 +16,7 @@ import {
 import { liveBootScript, liveKernelArgs, moduleClosure, parseModulesDep, resolveInTree } from '../../src/foundry/live';
 import { grubMkimageArgv } from '../../src/foundry/tools/grub-mkimage';
 import { mformatArgv } from '../../src/foundry/tools/mformat';
-import { mksquashfsArgv, unsquashfsExtractArgv, unsquashfsListArgv } from '../../src/foundry/tools/mksquashfs';
+import { mksquashfs, mksquashfsArgv, unsquashfsExtractArgv, unsquashfsListArgv } from '../../src/foundry/tools/mksquashfs';
 import { qemuMachineArgv } from '../../src/foundry/tools/qemu-system';
 import { xorrisoExtractArgv, xorrisoFindFilesArgv, xorrisoHybridArgv, xorrisoRepackArgv, xorrisoReportArgv } from '../../src/foundry/tools/xorriso';
 import { BuildFailedError } from '../../src/errors';
@@ -40,6 +40,27 @@ const PLAN: BuildPlan = {
   formats: ['iso'],
 };
 const DIGEST = 'ab'.repeat(32);
+
+test('mksquashfs pseudo definitions: a source file\'s own mode (0644 or 0444) no longer shows in the image', async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kubedos-pseudo-'));
+  try {
+    const image = async (mode: number, pseudo?: string[]) => {
+      const src = path.join(dir, `src-${mode.toString(8)}`);
+      await fs.mkdir(src, { recursive: true });
+      await fs.writeFile(path.join(src, 'disk.raw'), Buffer.alloc(65536, 7));
+      await fs.chmod(path.join(src, 'disk.raw'), mode);
+      const out = path.join(dir, `${mode.toString(8)}-${pseudo ? 'p' : 'plain'}.sfs`);
+      await mksquashfs({ sources: [src], dest: out, epoch: 1700000000, allTime: true, pseudo });
+      return fs.readFile(out);
+    };
+    expect((await image(0o644)).equals(await image(0o444))).toBe(false);
+    const fixed = ['disk.raw m 444 0 0'];
+    expect((await image(0o644, fixed)).equals(await image(0o444, fixed))).toBe(true);
+    expect(mksquashfsArgv({ sources: ['/d'], dest: '/d.sfs', epoch: 1, pseudo: fixed })).toEqual(expect.arrayContaining(['-p', 'disk.raw m 444 0 0']));
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
 
 describe('tool argv', () => {
   test('mksquashfs: zstd level 6, no xattrs, fixed times, new image', () => {

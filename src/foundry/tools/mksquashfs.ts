@@ -10,6 +10,11 @@ export interface MksquashfsArgs {
   epoch: number;
   /** Set every inode's mtime to the epoch (else the source mtimes are kept). @default false */
   allTime?: boolean;
+  /**
+   * Pseudo-file definitions (`-p`), e.g. `disk.raw m 444 0 0`: fixed metadata for a source whose
+   * own inode is shared with a file that may change (a hard link to an artifact being published).
+   */
+  pseudo?: readonly string[];
   /** zstd level: 6 compresses a 640 MB tree in ~13 s on 2 cores, ~6% larger than the default 15 (~200 s). @default 6 */
   zstdLevel?: number;
 }
@@ -24,6 +29,7 @@ export function mksquashfsArgv(a: MksquashfsArgs): string[] {
     'mksquashfs', ...a.sources, a.dest,
     '-noappend', '-comp', 'zstd', '-Xcompression-level', String(a.zstdLevel ?? 6), '-no-xattrs',
     '-mkfs-time', String(a.epoch), ...(a.allTime ? ['-all-time', String(a.epoch)] : []),
+    ...(a.pseudo ?? []).flatMap((definition) => ['-p', definition]),
     '-quiet', '-no-progress',
   ];
 }

@@ -14,8 +14,6 @@ import { mkdtempSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
-import type { Worker } from '@temporalio/worker';
-import { createDeployActivities, type TargetRef } from '../../activities/deploy';
 import { AzureInvalidRequestError, AzurePermissionError, AzureProvisioningError, AzureQuotaError, AzureResourceNotOwnedError, AzureThrottledError, KubedosError } from '../../src/errors';
 import { AZURE_CHASSIS_ASSET_TAG, AZURE_READER } from '../../src/foundry/azure-reader';
 import { parseExtents } from '../../src/foundry/files';
@@ -26,13 +24,11 @@ import { MERGE_GAP } from '../../src/targets/azure/page-blob';
 import { resumedOperation, type CreateNodeRequest, type DriverContext, type NodeLabels, type PreparedImage, type ProgressDetail } from '../../src/targets/driver';
 import { generateIdentity, publicPart } from '../../src/targets/identity';
 import { renderNocloud } from '../../src/targets/nocloud';
-import { fleetWorkflowId, teardownSignal, type FleetInput } from '../../workflows/fleet-api';
 import { startAzureStandin, type AzureStandin } from '../support/azure-standin';
-import { readyCount, waitForStatus } from '../support/fleet';
+import { describeCloudFleet } from '../support/cloud-fleet';
 import { builtImage } from '../support/images';
 import { runReader } from '../support/reader-scene';
 import { countingProxy, startAzurite, type RunningEmulator } from '../support/storage-emulators';
-import { connectTestEnv, testPoolWorker, type TestEnv } from '../support/temporal';
 
 jest.setTimeout(15 * 60_000);
 
@@ -378,55 +374,14 @@ describe('nodes', () => {
   });
 });
 
-describe('through the fleet workflow (dev server, cloud worker on its own queue)', () => {
-  let env: TestEnv;
-  const workers: Worker[] = [];
-  const running: Promise<void>[] = [];
-
-  beforeAll(async () => {
-    env = await connectTestEnv();
-  });
-  afterAll(async () => {
-    for (const w of workers) w.shutdown();
-    await Promise.allSettled(running);
-    await env?.close();
-  });
-
-  test('a fleet of 2 is deployed, becomes ready on the boot-diagnostics serial logs, and teardown leaves nothing', async () => {
-    const id = randomUUID().slice(0, 8);
-    const fleetPlatform = `f${id}`;
-    const target: TargetRef = { name: 'az', spec: spec() as never };
-    const fleetDriver = driver();
-    const cloudQueue = `t-${id}-cloud`;
-    const controlQueue = `t-${id}-control`;
-    const deploy = createDeployActivities({ driverFor: () => fleetDriver, fetchArtifact: async () => artifact });
-    workers.push(await testPoolWorker(env, 'cloud', cloudQueue, deploy as never), await testPoolWorker(env, 'control', controlQueue));
-    running.push(...workers.map((w) => w.run()));
-    const input: FleetInput = {
-      platform: fleetPlatform,
-      fleet: 'workers',
-      target,
-      deployQueue: cloudQueue,
-      artifactFormat: 'azure',
-      hostnamePrefix: 'worker',
-      authorizedKeys: KEYS,
-      healthCheck: { type: 'readiness', timeout: 60_000, interval: 300, retries: 0 },
-      rollout: { maxSurge: 1, maxUnavailable: 0, failureThreshold: 1, batchSize: 50 },
-      image: { name: 'kubedos-test', digest: DIGEST },
-      replicas: 2,
-    };
-    const started = Date.now();
-    const handle = await env.client.workflow.start('fleet', { taskQueue: controlQueue, workflowId: fleetWorkflowId(fleetPlatform, 'workers'), args: [input] });
-    try {
-      const status = await waitForStatus(handle, (s) => s.phase === 'steady' && readyCount(s) === 2, 180_000);
-      console.log(`azure (ARM stand-in, Azurite), fleet of 2: deploy → ready in ${Date.now() - started} ms`);
-      const owned = await fleetDriver.list({ platform: fleetPlatform }, {});
-      expect(owned.map((n) => [n.nodeId, n.running, n.identity])).toEqual(status.nodes.map((n) => [n.nodeId, true, n.identity]).sort());
-    } finally {
-      await handle.signal(teardownSignal).catch(() => undefined);
-    }
-    expect(await handle.result()).toEqual({ fleet: 'workers', destroyed: 2 });
-    expect(await fleetDriver.list({ platform: fleetPlatform }, {})).toEqual([]);
-    for (const type of ['virtualMachines', 'networkInterfaces', 'disks']) expect(arm.names(RG, type).filter((n) => n.startsWith(fleetPlatform))).toEqual([]);
-  });
+describeCloudFleet({
+  title: 'a fleet of 2 is deployed, becomes ready on the boot-diagnostics serial logs, and teardown leaves nothing',
+  label: 'azure (ARM stand-in, Azurite)',
+  target: { name: 'az', spec },
+  driver,
+  artifact: () => artifact,
+  artifactFormat: 'azure',
+  digest: DIGEST,
+  authorizedKeys: KEYS,
+  leftovers: (platform) => ['virtualMachines', 'networkInterfaces', 'disks'].flatMap((type) => arm.names(RG, type).filter((n) => n.startsWith(platform))),
 });

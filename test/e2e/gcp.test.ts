@@ -17,8 +17,6 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import type { Worker } from '@temporalio/worker';
-import { createDeployActivities, type TargetRef } from '../../activities/deploy';
 import { GcpInvalidRequestError, GcpPermissionError, GcpQuotaError, GcpResourceNotOwnedError, GcpThrottledError, KubedosError } from '../../src/errors';
 import { freePort } from '../../src/exec/ports';
 import { GCE_PRODUCT_NAME, GCE_READER } from '../../src/foundry/gce-reader';
@@ -28,13 +26,11 @@ import { CHUNK } from '../../src/targets/gcp/upload';
 import { resumedOperation, type CreateNodeRequest, type DriverContext, type NodeLabels, type PreparedImage, type ProgressDetail } from '../../src/targets/driver';
 import { generateIdentity, publicPart } from '../../src/targets/identity';
 import { renderNocloud } from '../../src/targets/nocloud';
-import { fleetWorkflowId, teardownSignal, type FleetInput } from '../../workflows/fleet-api';
-import { readyCount, waitForStatus } from '../support/fleet';
+import { describeCloudFleet } from '../support/cloud-fleet';
 import { startGceStandin, type GceStandin } from '../support/gce-standin';
 import { builtImage } from '../support/images';
 import { runReader } from '../support/reader-scene';
 import { countingProxy, startFakeGcs, type RunningEmulator } from '../support/storage-emulators';
-import { connectTestEnv, testPoolWorker, type TestEnv } from '../support/temporal';
 
 const { answer: metadataAnswer } = require('../support/gce-standin/metadata.cjs') as {
   answer: (doc: unknown, method: string, url: string, headers: Record<string, string | undefined>) => { status: number; headers: Record<string, string>; body: string };
@@ -335,56 +331,14 @@ describe('nodes', () => {
   });
 });
 
-describe('through the fleet workflow (dev server, cloud worker on its own queue)', () => {
-  let env: TestEnv;
-  const workers: Worker[] = [];
-  const running: Promise<void>[] = [];
-
-  beforeAll(async () => {
-    env = await connectTestEnv();
-  });
-  afterAll(async () => {
-    for (const w of workers) w.shutdown();
-    await Promise.allSettled(running);
-    await env?.close();
-  });
-
-  test('a fleet of 2 is deployed, becomes ready on the serial port, and teardown leaves nothing', async () => {
-    const id = randomUUID().slice(0, 8);
-    const fleetPlatform = `f${id}`;
-    const target: TargetRef = { name: 'gce', spec: spec() as never };
-    const fleetDriver = driver();
-    const cloudQueue = `t-${id}-cloud`;
-    const controlQueue = `t-${id}-control`;
-    const deploy = createDeployActivities({ driverFor: () => fleetDriver, fetchArtifact: async () => artifact });
-    workers.push(await testPoolWorker(env, 'cloud', cloudQueue, deploy as never), await testPoolWorker(env, 'control', controlQueue));
-    running.push(...workers.map((w) => w.run()));
-    const input: FleetInput = {
-      platform: fleetPlatform,
-      fleet: 'workers',
-      target,
-      deployQueue: cloudQueue,
-      artifactFormat: 'gce',
-      hostnamePrefix: 'worker',
-      authorizedKeys: KEYS,
-      healthCheck: { type: 'readiness', timeout: 60_000, interval: 300, retries: 0 },
-      rollout: { maxSurge: 1, maxUnavailable: 0, failureThreshold: 1, batchSize: 50 },
-      image: { name: 'kubedos-test', digest: DIGEST },
-      replicas: 2,
-    };
-    const started = Date.now();
-    const handle = await env.client.workflow.start('fleet', { taskQueue: controlQueue, workflowId: fleetWorkflowId(fleetPlatform, 'workers'), args: [input] });
-    try {
-      const status = await waitForStatus(handle, (s) => s.phase === 'steady' && readyCount(s) === 2, 180_000);
-      console.log(`gcp (Compute Engine stand-in, fake-gcs-server), fleet of 2: deploy → ready in ${Date.now() - started} ms`);
-      const owned = await fleetDriver.list({ platform: fleetPlatform }, {});
-      expect(owned.map((n) => [n.nodeId, n.running, n.identity])).toEqual(status.nodes.map((n) => [n.nodeId, true, n.identity]).sort());
-    } finally {
-      await handle.signal(teardownSignal).catch(() => undefined);
-    }
-    expect(await handle.result()).toEqual({ fleet: 'workers', destroyed: 2 });
-    expect(await fleetDriver.list({ platform: fleetPlatform }, {})).toEqual([]);
-    expect(gce.instances().filter((n) => n.startsWith(fleetPlatform))).toEqual([]);
-    expect(gce.disks().filter((n) => n.startsWith(fleetPlatform))).toEqual([]);
-  });
+describeCloudFleet({
+  title: 'a fleet of 2 is deployed, becomes ready on the serial port, and teardown leaves nothing',
+  label: 'gcp (Compute Engine stand-in, fake-gcs-server)',
+  target: { name: 'gce', spec },
+  driver,
+  artifact: () => artifact,
+  artifactFormat: 'gce',
+  digest: DIGEST,
+  authorizedKeys: KEYS,
+  leftovers: (platform) => [...gce.instances(), ...gce.disks()].filter((n) => n.startsWith(platform)),
 });

@@ -65,8 +65,8 @@ export async function runTool(argv: readonly string[], options: RunOptions = {})
     extendEnv: false,
     input: options.input,
     stdin: options.input === undefined ? 'ignore' : 'pipe',
-    timeout: options.timeoutMs,
-    killSignal: 'SIGTERM',
+    // No execa `timeout`: it signals only the direct child and then waits for pipes that its
+    // descendants still hold open. The timer below ends the whole process group instead.
     reject: false,
     stripFinalNewline: false,
     windowsHide: true,
@@ -75,36 +75,43 @@ export async function runTool(argv: readonly string[], options: RunOptions = {})
   const group = child.pid;
   if (group !== undefined) liveGroups.add(group);
   let forceKill: NodeJS.Timeout | undefined;
-  const onAbort = () => {
-    if (group === undefined) return;
+  const endGroup = () => {
+    if (group === undefined || forceKill) return;
     signalGroup(group, 'SIGTERM');
     forceKill = setTimeout(() => signalGroup(group, 'SIGKILL'), options.killGraceMs ?? 5000);
   };
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  options.signal?.addEventListener('abort', endGroup, { once: true });
+  let timedOut = false;
+  const deadline =
+    options.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          endGroup();
+        }, options.timeoutMs);
   if (options.onOutput) {
     child.stdout?.on('data', (chunk: Buffer) => options.onOutput?.('stdout', chunk.toString()));
     child.stderr?.on('data', (chunk: Buffer) => options.onOutput?.('stderr', chunk.toString()));
   }
 
-  let timedOut = false;
   try {
     const result = await child;
-    timedOut = result.timedOut;
     if (options.signal?.aborted) throw new CancelledError(file);
     const spawnError = (result as { originalMessage?: string; code?: string }).code;
     if (spawnError === 'ENOENT') throw new ToolMissingError(file);
-    if (result.failed) {
+    if (result.failed || timedOut) {
       throw new ToolFailedError(
         file,
         argv,
         result.exitCode,
-        result.signal ?? (result.timedOut ? 'timeout' : undefined),
+        timedOut ? 'timeout' : result.signal,
         tail(String(result.stderr ?? '')),
       );
     }
     return { stdout: String(result.stdout), stderr: String(result.stderr) };
   } finally {
-    options.signal?.removeEventListener('abort', onAbort);
+    if (deadline) clearTimeout(deadline);
+    options.signal?.removeEventListener('abort', endGroup);
     if (group !== undefined) {
       liveGroups.delete(group);
       // Leave nothing behind: descendants that outlived the main process go with it.

@@ -64,8 +64,9 @@ test('cancellation kills the whole process tree, grandchildren included', async 
   for (const pid of pids) expect(alive(pid)).toBe(false);
 });
 
-test('a timeout ends the tool and its descendants', async () => {
+test('a timeout ends the tool and its descendants at once, though they hold its output open', async () => {
   let grandchild = 0;
+  const started = Date.now();
   const err = await runTool(['sh', '-c', 'sleep 300 & echo $!; wait'], {
     timeoutMs: 500,
     onOutput: (stream, chunk) => {
@@ -73,6 +74,9 @@ test('a timeout ends the tool and its descendants', async () => {
     },
   }).catch((e) => e);
   expect(err).toBeInstanceOf(ToolFailedError);
+  expect(err.signal).toBe('timeout');
+  // Not after the grandchild's 300 s: the whole group is signalled when the deadline passes.
+  expect(Date.now() - started).toBeLessThan(20_000);
   await new Promise((r) => setTimeout(r, 300));
   expect(grandchild).toBeGreaterThan(0);
   expect(alive(grandchild)).toBe(false);

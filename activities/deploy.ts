@@ -18,6 +18,9 @@ import type { ArtifactStore } from '../src/store/store';
 
 export { NodeUnhealthyError };
 
+/** How often a health check heartbeats while a probe is in flight. */
+const PROBE_HEARTBEAT_MS = 5_000;
+
 /** A target as workflows carry it: its name and its (validated) spec. */
 export interface TargetRef {
   name: string;
@@ -181,16 +184,27 @@ export function createDeployActivities(deps: DeployDeps = {}) {
     /** Probe the guest until it passes the fleet's check; heartbeats every probe. */
     async awaitNodeHealthy(input: AwaitHealthyInput): Promise<{ detail: string; probes: number }> {
       const driver = await driverFor(input.target);
+      const ctx = Context.current();
       let probes = 0;
-      const result = await waitHealthy(
-        input.healthCheck,
-        { driver, nodeId: input.nodeId, identity: input.identity, ssh: deps.ssh, ctx: driverContext() },
-        (r, attempt) => {
-          probes = attempt;
-          Context.current().heartbeat({ attempt, detail: r.detail });
-        },
-      );
-      return { detail: result.detail, probes };
+      let beat: { attempt: number; detail: string } = { attempt: 0, detail: 'not probed yet' };
+      // A probe may wait on a slow BMC or cloud API longer than the heartbeat timeout: the timer
+      // says the worker is alive meanwhile, so only a dead worker times the check out (a retry
+      // would start its deadline again, and the stale attempt would hold its slot).
+      const timer = setInterval(() => ctx.heartbeat(beat), PROBE_HEARTBEAT_MS);
+      try {
+        const result = await waitHealthy(
+          input.healthCheck,
+          { driver, nodeId: input.nodeId, identity: input.identity, ssh: deps.ssh, ctx: driverContext() },
+          (r, attempt) => {
+            probes = attempt;
+            beat = { attempt, detail: r.detail };
+            ctx.heartbeat(beat);
+          },
+        );
+        return { detail: result.detail, probes };
+      } finally {
+        clearInterval(timer);
+      }
     },
 
     async destroyNode(input: NodeTargetInput): Promise<void> {

@@ -51,7 +51,7 @@ export function deployActivities(template: FleetTemplate) {
     taskQueue: template.deployQueue,
     scheduleToStartTimeout: PICKUP,
     startToCloseTimeout: healthTimeout,
-    // Probes are bounded (≤ 10 s each) and heartbeat between them.
+    // The check heartbeats every few seconds, also while a probe waits: this only notices a dead worker.
     heartbeatTimeout: Math.max(30_000, template.healthCheck.interval * 3),
     retry,
   });

@@ -82,7 +82,7 @@ export async function waitForStatus(handle: WorkflowHandle, ok: (s: FleetStatus)
     const events = (await child.fetchHistory()).events!.slice(-6).map((e: unknown) => JSON.stringify(e).slice(0, 600));
     rollout = `\nrollout: ${JSON.stringify(status)}\n${events.join('\n')}`;
   }
-  throw new Error(`fleet status never matched; last: ${JSON.stringify({ ...last, nodes: last?.nodes.map((n) => `${n.nodeId}:${n.state}`) })}${rollout}`);
+  throw new Error(`fleet status never matched; last: ${JSON.stringify({ ...last, nodes: last?.nodes.map((n) => `${n.nodeId}:${n.state}${n.error ? ` (${n.error.slice(0, 200)})` : ''}`) })}${rollout}`);
 }
 
 export const readyCount = (s: FleetStatus) => s.nodes.filter((n) => n.state === 'ready').length;

@@ -9,5 +9,7 @@ module.exports = {
   testTimeout: 120_000,
   // Tests share one dev server and one workflow bundle; two workers fit 2 cores.
   maxWorkers: 2,
+  // The slowest files first, from a measured table, also on a fresh clone without jest's cache.
+  testSequencer: '<rootDir>/test/support/duration-sequencer.js',
   reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
 };

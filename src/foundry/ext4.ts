@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { BuildFailedError } from '../errors';
 import type { BuildContext, Layer } from './context';
 import { renderPayload, type PayloadEntry } from './payload';
-import { listTree } from './rootfs';
+import { listTree } from './tree';
 import { debugfsWrite } from './tools/debugfs';
 import { mkfsExt4 } from './tools/mkfs';
 

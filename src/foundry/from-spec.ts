@@ -62,6 +62,7 @@ export function planFromSpec(spec: Spec, imageName: string, options: PlanOptions
       architecture: spec.base.architecture,
     },
     sourceDateEpoch: options.sourceDateEpoch,
+    ...(spec.base.initramfsModules.length > 0 ? { initramfsModules: [...spec.base.initramfsModules] } : {}),
     image: {
       name: imageName,
       role: image.role,

@@ -127,7 +127,7 @@ export async function requireEarlyModules(ctx: BuildContext, modules: readonly s
     const absent = missing.filter((m) => !found.installed.has(m));
     throw new BuildFailedError(
       `${purpose}: the initramfs of kernel ${found.kernelVersion} lacks ${missing.join(', ')}${absent.length ? ` (not in the image at all: ${absent.join(', ')})` : ''}`,
-      'initramfs-tools with MODULES=most (Debian\'s default) includes them; otherwise list them in /etc/initramfs-tools/modules',
+      'the layer\'s initramfs carries every format\'s early-boot modules (src/foundry/formats/early-boot.ts) and base.initramfsModules; a module the kernel package does not ship cannot be added',
     );
   }
   ctx.log.info({ purpose, modules: modules.join(',') }, 'early-boot modules present');

@@ -9,7 +9,7 @@
  *   copied (the initramfs mounts devtmpfs on /dev); extended attributes are not kept.
  * - Initrd: the layer's own initrd (made by initramfs-tools in the image) with one uncompressed
  *   newc archive appended: /scripts/kubedos (selected by `boot=kubedos`) and the kernel modules it
- *   needs that a stock initrd may lack (squashfs and overlay are not in Debian's MODULES=most).
+ *   needs that a stock initrd may lack (squashfs and overlay are in no format's early-boot list).
  *   The image itself is not changed for the live system.
  * - Installer mode (`kubedos.install=`): the same initrd writes the raw disk image, shipped as a
  *   squashfs holding disk.raw (sparse, compressed), to the first disk that is not the boot medium,
@@ -26,7 +26,7 @@ import { newcArchive, parentDirs, type CpioEntry } from './cpio';
 import { diskLayout, layerIds } from './disk';
 import { linkOrCopySparse } from './files';
 import { renderPayload } from './payload';
-import { clampMtimes } from './rootfs';
+import { clampMtimes } from './tree';
 import { debugfsRequest } from './tools/debugfs';
 import { mksquashfs } from './tools/mksquashfs';
 

@@ -11,6 +11,7 @@ import { step } from './context';
 import { diskLayout, layerIds, partitionDisk, prepareBaseDisk } from './disk';
 import { applyPayload } from './ext4';
 import { resolveFormats, type OutputFormat } from './formats';
+import { requireEarlyModules } from './initrd';
 import type { Lock } from './lock';
 import { writeManifest, type BuildManifest } from './manifest';
 import { inputDigest, validatePlan, type BuildPlan } from './plan';
@@ -76,7 +77,10 @@ export async function produceAll(ctx: BuildContext, formats: readonly OutputForm
   try {
     const results = await Promise.allSettled(
       formats.map((format) =>
-        step(formatCtx, `produce-${format.name}`, format.produce).catch((error: unknown) => {
+        step(formatCtx, `produce-${format.name}`, async (c) => {
+          if (format.earlyBoot) await requireEarlyModules(c, format.earlyBoot.modules, format.earlyBoot.purpose);
+          return format.produce(c);
+        }).catch((error: unknown) => {
           first ??= { error };
           stop.abort(error);
           throw error;

@@ -78,6 +78,11 @@ export interface BuildPlan {
   sourceDateEpoch: number;
   image: ImagePlan;
   formats: FormatName[];
+  /**
+   * Kernel modules the initramfs carries beyond what the formats' machines need (hardware no
+   * format names: a rare RAID controller, say); part of the layer's digest, not of the lock's.
+   */
+  initramfsModules?: string[];
 }
 
 /** JSON with sorted object keys and Buffers as `{ base64 }`: the form every digest is taken over. */

@@ -19,9 +19,12 @@ import type { BuildContext, Layer } from './context';
 import { parseDeb822, type Paragraph } from './deb822';
 import { DebCache, debFileName, lockDigest, type Lock } from './lock';
 import { baseDigest, canonicalJson, securityMirrorOf, sha256Hex, type BasePlan, type BuildPlan } from './plan';
+import { initramfsModules } from './formats';
+import { MODULE_NAME } from './formats/early-boot';
 import { dpkgScanpackages } from './tools/dpkg-scanpackages';
 import { mmdebstrap } from './tools/mmdebstrap';
 import { removeScratchTree, sweepStaleStaging } from './scratch';
+import { clampMtimes } from './tree';
 
 /** dpkg path filters: no documentation, manuals or translations in images. */
 export const DPKG_PATH_FILTERS = [
@@ -50,15 +53,42 @@ export const SEAL_HOOK =
  * package in place (the same bytes as the trigger's run). No diversion is left behind.
  */
 const UPDATE_INITRAMFS = '/usr/sbin/update-initramfs';
+const INITRAMFS_CONF = '/etc/initramfs-tools/conf.d/kubedos.conf';
+/** Hooks here run when update-initramfs builds an image (packages install theirs beside it). */
+const INITRAMFS_HOOK = '/usr/share/initramfs-tools/hooks/kubedos-modules';
 export const DEFER_INITRAMFS_HOOK =
   `chroot "$1" dpkg-divert --quiet --local --rename --divert ${UPDATE_INITRAMFS}.kubedos --add ${UPDATE_INITRAMFS}` +
   ` && printf '#!/bin/sh\\n# KubeDos build: the initramfs is made once, after the install\\nexit 0\\n' > "$1"${UPDATE_INITRAMFS}` +
   ` && chmod 755 "$1"${UPDATE_INITRAMFS}`;
-export const MAKE_INITRAMFS_HOOK =
-  `rm -f "$1"${UPDATE_INITRAMFS} && chroot "$1" dpkg-divert --quiet --local --rename --remove ${UPDATE_INITRAMFS}` +
-  ` && rm -f "$1"/var/lib/dpkg/diversions-old` +
-  // No initramfs-tools in the plan: nothing to make (the layer check then names what is missing).
-  ` && if [ -x "$1"${UPDATE_INITRAMFS} ]; then chroot "$1" update-initramfs -c -k all; fi`;
+/**
+ * The hook that makes the initramfs, once, with MODULES=list: instead of Debian's MODULES=most,
+ * whose every storage, network (NFS root) and filesystem driver made a 30 MB initrd that the
+ * firmware read and the kernel unpacked on every boot, it carries `modules` and their
+ * dependencies, copied by an initramfs-tools hook rather than listed in a modules file: listed
+ * modules are loaded one by one on every boot, whereas copied ones are loaded by udev only when
+ * the machine has their hardware. Both files stay in the image, so a later update-initramfs on a
+ * node makes the same kind.
+ */
+export function makeInitramfsHook(modules: readonly string[]): string {
+  const bad = modules.filter((m) => !MODULE_NAME.test(m));
+  if (bad.length > 0) throw new BuildFailedError(`not a kernel module name: ${bad.join(', ')}`);
+  const hook = [
+    '#!/bin/sh',
+    '# KubeDos: the early-boot modules of every output format (src/foundry/formats/early-boot.ts).',
+    'case "$1" in prereqs) exit 0 ;; esac',
+    '. /usr/share/initramfs-tools/hook-functions',
+    `manual_add_modules ${modules.join(' ')}`,
+  ].join('\n');
+  return (
+    `rm -f "$1"${UPDATE_INITRAMFS} && chroot "$1" dpkg-divert --quiet --local --rename --remove ${UPDATE_INITRAMFS}` +
+    ` && rm -f "$1"/var/lib/dpkg/diversions-old` +
+    // No initramfs-tools in the plan: nothing to make (the layer check then names what is missing).
+    ` && if [ -x "$1"${UPDATE_INITRAMFS} ]; then` +
+    ` printf '# KubeDos: only what %s copies\\nMODULES=list\\n' ${INITRAMFS_HOOK} > "$1"${INITRAMFS_CONF}` +
+    ` && printf '%s\\n' '${hook}' > "$1"${INITRAMFS_HOOK} && chmod 755 "$1"${INITRAMFS_HOOK}` +
+    ` && chroot "$1" update-initramfs -c -k all; fi`
+  );
+}
 
 /** apt option of the build: never drop privileges to _apt (see buildRootfsLayer). */
 const APT_NO_SANDBOX = 'APT::Sandbox::User "root"';
@@ -69,12 +99,18 @@ const LOCAL_REPO_SOURCES = 'kubedos-lock.list';
 /**
  * Kind tag of layer digests; bumped whenever the same lock would install a different tree
  * (v2: every layer installed from its lock's local repository; v3: apt never sandboxed during
- * the build, download directories normalised; v4: the initramfs made once, after every package).
+ * the build, download directories normalised; v4: the initramfs made once, after every package;
+ * v5: the initramfs is MODULES=list of the modules the digest names).
  */
-export const LAYER_KIND = 'kubedos.layer/v4';
+export const LAYER_KIND = 'kubedos.layer/v5';
 
-export function layerDigest(plan: Pick<BuildPlan, 'base' | 'sourceDateEpoch'>, lockDigestHex: string): string {
-  return sha256Hex(canonicalJson({ kind: LAYER_KIND, base: baseDigest(plan), lock: lockDigestHex }));
+/** The modules of a plan's initramfs: what the formats' machines need, and the plan's own. */
+export function layerInitramfsModules(plan: Pick<BuildPlan, 'initramfsModules'>): string[] {
+  return initramfsModules(plan.initramfsModules);
+}
+
+export function layerDigest(plan: Pick<BuildPlan, 'base' | 'sourceDateEpoch' | 'initramfsModules'>, lockDigestHex: string): string {
+  return sha256Hex(canonicalJson({ kind: LAYER_KIND, base: baseDigest(plan), lock: lockDigestHex, initramfs: layerInitramfsModules(plan) }));
 }
 
 /**
@@ -205,7 +241,7 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
         aptOptions: [APT_NO_SANDBOX],
         essentialHooks: [DEFER_INITRAMFS_HOOK],
         customizeHooks: [
-          MAKE_INITRAMFS_HOOK,
+          makeInitramfsHook(layerInitramfsModules(plan)),
           ...(auto.length > 0 ? [`chroot "$1" apt-mark auto -qq ${auto.join(' ')}`] : []),
           // The image's sources are the real archives, not the local repository it was installed from.
           `rm -f "$1"/etc/apt/sources.list.d/0000${LOCAL_REPO_SOURCES}`,
@@ -285,35 +321,4 @@ async function checkInstalledMatchesLock(rootfs: string, lock: Lock): Promise<vo
   if (extra.length || missing.length) {
     throw new BuildFailedError(`the locked build installed a different set: extra [${extra.join(', ')}], missing [${missing.join(', ')}]`);
   }
-}
-
-/** Clamp every mtime (and atime) newer than the epoch down to it; symlinks included. */
-export async function clampMtimes(root: string, epoch: number): Promise<void> {
-  const stack = [root];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
-      const p = path.join(dir, entry.name);
-      if (entry.isDirectory()) stack.push(p);
-      const st = await fs.lstat(p);
-      if (st.mtimeMs / 1000 > epoch || st.atimeMs / 1000 > epoch) await fs.lutimes(p, epoch, Math.min(st.mtimeMs / 1000, epoch));
-    }
-  }
-  const st = await fs.lstat(root);
-  await fs.lutimes(root, epoch, Math.min(st.mtimeMs / 1000, epoch));
-}
-
-/** Every path of a tree, relative with a leading `/`, in a stable order (for the debugfs sweep). */
-export async function listTree(root: string): Promise<string[]> {
-  const out: string[] = ['/'];
-  const walk = async (dir: string, rel: string): Promise<void> => {
-    const entries = (await fs.readdir(dir, { withFileTypes: true })).map((e) => e).sort((a, b) => (a.name < b.name ? -1 : 1));
-    for (const e of entries) {
-      const r = `${rel}/${e.name}`;
-      out.push(r);
-      if (e.isDirectory()) await walk(path.join(dir, e.name), r);
-    }
-  };
-  await walk(root, '');
-  return out;
 }

@@ -9,6 +9,7 @@ import { hostKeyPinProblem, sshPublicKeyProblem } from './openssh';
 import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN, formatSize } from './quantities';
 import { namesOf, type CatalogEntry } from './catalog';
 import { isRecord, show } from './show';
+import { MODULE_NAME } from '../foundry/formats/early-boot';
 
 /** DNS label (RFC 1123): what a hostname component, a Kubernetes name and a VM name all accept. */
 export const NAME_PATTERN = /^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -105,6 +106,11 @@ export const script = z.string().regex(/^#!\S/, { error: 'the script must start 
 /** A Debian package name, optionally pinned to a version with `=`. */
 export const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?$/, {
   error: (iss) => `invalid package name ${show(iss.input)}: expected a Debian package name, optionally pinned as name=version`,
+});
+
+/** A kernel module name as modprobe takes it (the Foundry's own rule). */
+export const kernelModuleName = z.string().regex(MODULE_NAME, {
+  error: (iss) => `invalid kernel module name ${show(iss.input)}: expected a name such as megaraid_sas (no path, no .ko)`,
 });
 
 /** An OpenSSH public key line, as in authorized_keys. */

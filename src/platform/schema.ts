@@ -41,6 +41,7 @@ import {
   octalMode,
   owner,
   packageName,
+  kernelModuleName,
   payloadPath,
   script,
   scriptName,
@@ -91,6 +92,14 @@ const baseSchema = z
       .describe(
         `Packages ADDED to the defaults every image gets (${DEFAULT_BASE_PACKAGES.join(', ')}); ` +
           'pin a version with name=version. The parsed spec lists the defaults followed by these.',
+      ),
+    initramfsModules: z
+      .array(kernelModuleName)
+      .superRefine(unique('module'))
+      .prefault([])
+      .describe(
+        'Kernel modules the initramfs carries beyond those the output formats need (their disk controllers and, for clouds, ' +
+          'network): e.g. the driver of a RAID controller that a bare-metal machine boots from',
       ),
     sourceDateEpoch: z
       .int()

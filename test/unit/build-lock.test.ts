@@ -65,6 +65,14 @@ describe('lock', () => {
     expect(layerDigest(plan, lockDigest(LOCK))).not.toBe(layerDigest(plan, 'f'.repeat(64)));
   });
 
+  test('layer digest names the initramfs modules; the lock does not depend on them', () => {
+    const plan = { base: BASE, sourceDateEpoch: 1700000000 };
+    const extra = { ...plan, initramfsModules: ['megaraid_sas', 'qla2xxx'] };
+    expect(layerDigest(extra, lockDigest(LOCK))).not.toBe(layerDigest(plan, lockDigest(LOCK)));
+    // A module some format already needs adds nothing: the same initramfs, the same layer.
+    expect(layerDigest({ ...plan, initramfsModules: ['ext4'] }, lockDigest(LOCK))).toBe(layerDigest(plan, lockDigest(LOCK)));
+  });
+
   test('apt file names escape the epoch colon', () => {
     expect(debFileName('bsdutils', '1:2.38.1-5+deb12u3', 'amd64')).toBe('bsdutils_1%3a2.38.1-5+deb12u3_amd64.deb');
   });

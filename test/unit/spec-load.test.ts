@@ -224,6 +224,7 @@ describe('the parsed spec', () => {
       distro: 'debian',
       suite: 'bookworm',
       architecture: 'amd64',
+      initramfsModules: [],
       mirror: 'http://deb.debian.org/debian',
       securityMirror: 'http://deb.debian.org/debian-security',
       components: ['main'],

@@ -8,8 +8,8 @@
  */
 import type { BuildContext } from '../context';
 import { linkOrCopySparse } from '../files';
-import { requireEarlyModules } from '../initrd';
 import { publishArtifact, type OutputFormat } from './format';
+import { ROOT_FS_MODULES } from './early-boot';
 import { streamOptimizedVmdk } from './vmdk';
 
 /** Modules an EC2 Nitro instance needs early: NVMe (EBS root volume) and ENA (network). */
@@ -29,10 +29,10 @@ export const ami: OutputFormat<'ami'> = {
   name: 'ami',
   description: 'AWS: streamOptimized VMDK for import-snapshot, UEFI boot mode, NVMe and ENA drivers checked',
   consumes: 'disk',
+  earlyBoot: { modules: [...ROOT_FS_MODULES, ...AMI_EARLY_MODULES], purpose: 'ami: EC2 Nitro (NVMe storage, ENA network)' },
   tools: ['qemu-img'],
   fileName: (image) => `${image.name}.ami.vmdk`,
   produce: async (ctx: BuildContext) => {
-    await requireEarlyModules(ctx, AMI_EARLY_MODULES, 'ami: EC2 Nitro (NVMe storage, ENA network)');
     const src = await streamOptimizedVmdk(ctx);
     return [await publishArtifact(ctx, 'ami', ami.fileName(ctx.plan.image), (tmp) => linkOrCopySparse(src, tmp))];
   },

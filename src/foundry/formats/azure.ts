@@ -10,10 +10,10 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError } from '../../errors';
 import type { BuildContext } from '../context';
-import { requireEarlyModules } from '../initrd';
 import { derivedUuid } from '../plan';
 import { qemuImgConvert } from '../tools/qemu-img';
 import { publishArtifact, type OutputFormat } from './format';
+import { ROOT_FS_MODULES } from './early-boot';
 
 const MiB = 1024 * 1024;
 /** VHD timestamps count seconds from 2000-01-01T00:00:00Z. */
@@ -76,12 +76,12 @@ export const azure: OutputFormat<'azure'> = {
   name: 'azure',
   description: 'Azure: fixed VHD, virtual size a whole number of MiB (Hyper-V generation 2, UEFI)',
   consumes: 'disk',
+  earlyBoot: { modules: [...ROOT_FS_MODULES, ...AZURE_EARLY_MODULES], purpose: 'azure: Hyper-V storage and network' },
   tools: ['qemu-img'],
   fileName: (image) => `${image.name}.vhd`,
   produce: async (ctx: BuildContext) => {
     const size = (await fs.stat(ctx.rawDisk!)).size;
     if (size % MiB !== 0) throw new BuildFailedError(`azure: the raw disk is ${size} bytes, not a whole number of MiB`);
-    await requireEarlyModules(ctx, AZURE_EARLY_MODULES, 'azure: Hyper-V storage and network');
     return [
       await publishArtifact(ctx, 'azure', azure.fileName(ctx.plan.image), async (tmp) => {
         await qemuImgConvert(

@@ -19,7 +19,7 @@
  * How the kernel finds its disk: Debian builds virtio_mmio, virtio_blk and ext4 as modules and
  * its kernel lacks VIRTIO_MMIO_CMDLINE_DEVICES, so Firecracker's `virtio_mmio.device=` arguments
  * mean nothing to it. Firecracker >= 1.8 also describes every virtio-mmio device in the ACPI DSDT
- * (_HID LNRO0005); the image's own initramfs (initramfs-tools, MODULES=most) runs udev, which
+ * (_HID LNRO0005); the image's own initramfs (initramfs-tools, MODULES=list with virtio_mmio) runs udev, which
  * loads virtio_mmio by that ACPI modalias, then virtio_blk and ext4, and mounts `root=/dev/vda`
  * (appended by Firecracker for the root drive). The build checks that the three modules are in
  * the initramfs. Firecracker older than 1.8 (no ACPI) cannot boot this kernel.
@@ -28,7 +28,6 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { BuildContext } from '../context';
 import { linkOrCopySparse } from '../files';
-import { requireEarlyModules } from '../initrd';
 import { extractVmlinux } from '../kernel';
 import { sha256Hex, type ImagePlan } from '../plan';
 import { rootFilesystemImage } from '../root-image';
@@ -107,13 +106,13 @@ export const firecracker: OutputFormat<'firecracker'> = {
   name: 'firecracker',
   description: 'Firecracker/Kata microVM bundle: config JSON, ELF vmlinux, initrd, ext4 rootfs',
   consumes: 'root filesystem and kernel',
+  earlyBoot: { modules: FIRECRACKER_EARLY_MODULES, purpose: 'firecracker: virtio-mmio root disk' },
   tools: ['xz'],
   fileName: (image) => firecrackerFiles(image).config,
   produce: async (ctx: BuildContext) => {
     const image = ctx.plan.image;
     const layer = ctx.layer!;
     const files = firecrackerFiles(image);
-    await requireEarlyModules(ctx, FIRECRACKER_EARLY_MODULES, 'firecracker: virtio-mmio root disk');
     const dir = path.join(ctx.workDir, 'firecracker');
     await fs.mkdir(dir, { recursive: true });
     const vmlinux = path.join(dir, 'vmlinux');

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import type { Artifact, BuildContext } from '../context';
 import { publishAtomically } from '../files';
 import type { BuildPlan, ImagePlan } from '../plan';
+import type { EarlyBoot } from './early-boot';
 
 export interface OutputFormat<Name extends string = string> {
   /** The `outputs:` / `--format` name, e.g. `qcow2`. */
@@ -17,6 +18,11 @@ export interface OutputFormat<Name extends string = string> {
   readonly consumes: string;
   /** Executables the build pool needs for this format, beyond the pipeline's own. */
   readonly tools: readonly string[];
+  /**
+   * Kernel modules its machines load from the initramfs to reach their root disk: the layer's
+   * initramfs carries the union over every format, and a build checks them before `produce`.
+   */
+  readonly earlyBoot?: EarlyBoot;
   /** The (main) artifact's file name in the output directory. */
   fileName(image: ImagePlan): string;
   /** Make the artifact(s) from the build context, published atomically and digested. */

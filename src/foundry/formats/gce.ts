@@ -10,10 +10,10 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError } from '../../errors';
 import type { BuildContext } from '../context';
-import { requireEarlyModules } from '../initrd';
 import { writeSparseTar } from '../sparse-tar';
 import { gzip } from '../tools/gzip';
 import { publishArtifact, type OutputFormat } from './format';
+import { ROOT_FS_MODULES } from './early-boot';
 
 const GiB = 1024 * 1024 * 1024;
 
@@ -27,13 +27,13 @@ export const gce: OutputFormat<'gce'> = {
   name: 'gce',
   description: 'Google Compute Engine: disk.raw in a gzip\'d GNU (oldgnu, sparse) tar for image import',
   consumes: 'disk',
+  earlyBoot: { modules: [...ROOT_FS_MODULES, 'virtio_pci', ...GCE_EARLY_MODULES], purpose: 'gce: virtio-scsi/NVMe disks, virtio-net/gVNIC network' },
   tools: ['gzip'],
   fileName: (image) => `${image.name}.gce.tar.gz`,
   produce: async (ctx: BuildContext) => {
     // validatePlan rejects such plans up front; a disk of another size would be refused by GCE.
     const size = (await fs.stat(ctx.rawDisk!)).size;
     if (size % GiB !== 0) throw new BuildFailedError(`gce: the raw disk is ${size} bytes, not a whole number of GiB`);
-    await requireEarlyModules(ctx, GCE_EARLY_MODULES, 'gce: virtio-scsi/NVMe disks, virtio-net/gVNIC network');
     const dir = path.join(ctx.workDir, 'gce');
     await fs.mkdir(dir, { recursive: true });
     const tar = path.join(dir, 'disk.tar');

@@ -45,6 +45,14 @@ export function describeFormats(): string {
   return OUTPUT_FORMATS.map((f) => `${f.name.padEnd(width)}  ${f.description}`).join('\n');
 }
 
+/**
+ * The modules of the layer's initramfs: every format's early-boot modules and the plan's own,
+ * deduplicated and sorted, so a layer serves every format and its digest names what it carries.
+ */
+export function initramfsModules(extra: readonly string[] = []): string[] {
+  return [...new Set([...OUTPUT_FORMATS.flatMap((f) => f.earlyBoot?.modules ?? []), ...extra])].sort();
+}
+
 /** Executables the build pool needs for every registered format (deduplicated, sorted). */
 export function formatTools(): string[] {
   return [...new Set(OUTPUT_FORMATS.flatMap((f) => f.tools))].sort();

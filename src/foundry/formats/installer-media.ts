@@ -12,11 +12,13 @@ import {
 } from '../installer-media';
 import { xorrisoExtract, xorrisoFindFiles, xorrisoRepack, xorrisoReport, type XorrisoMapping } from '../tools/xorriso';
 import { publishArtifact, type OutputFormat } from './format';
+import { VM_OR_SERVER_MODULES } from './early-boot';
 
 export const installerMedia: OutputFormat<'installer-media'> = {
   name: 'installer-media',
   description: 'Debian installer ISO (images.<name>.installerIso) repacked with a preseed that installs the image unattended',
   consumes: 'installer media and disk',
+  earlyBoot: { modules: VM_OR_SERVER_MODULES, purpose: 'installer-media: the installed disk on VMs and servers' },
   tools: ['xorriso'],
   // The ISO it repacks, by content: where it lives changes nothing.
   options: (plan) => ({ installerIso: plan.image.installerIso?.sha256 }),

@@ -21,6 +21,7 @@ import { mformat } from '../tools/mformat';
 import { mcopy, mmd } from '../tools/mtools';
 import { xorrisoHybrid } from '../tools/xorriso';
 import { publishArtifact, type OutputFormat } from './format';
+import { VM_OR_SERVER_MODULES } from './early-boot';
 
 /** Boot files taken from the builder's packages (isolinux, syslinux-common, grub-efi-amd64-bin). */
 export const ISO_BOOT_FILES = {
@@ -148,6 +149,7 @@ export const iso: OutputFormat<'iso'> = {
   name: 'iso',
   description: 'Hybrid BIOS+UEFI ISO: live system (squashfs root, tmpfs overlay) or unattended install to the first disk',
   consumes: 'live system',
+  earlyBoot: { modules: VM_OR_SERVER_MODULES, purpose: 'iso: the boot medium and the installed disk on VMs and servers' },
   tools: ['xorriso', 'mksquashfs', 'grub-mkimage', 'mformat', 'mcopy'],
   fileName: (image) => `${image.name}.iso`,
   produce: async (ctx: BuildContext) => {

@@ -5,6 +5,7 @@ import { sha256File } from '../lock';
 import type { ImagePlan } from '../plan';
 import { writeTar } from '../tar';
 import { publishArtifact, type OutputFormat } from './format';
+import { VMWARE_GUEST_MODULES } from './early-boot';
 import { streamOptimizedVmdk } from './vmdk';
 
 function xml(s: string): string {
@@ -84,6 +85,7 @@ export const ova: OutputFormat<'ova'> = {
   name: 'ova',
   description: 'OVF appliance (descriptor, SHA256 manifest, streamOptimized vmdk) for vSphere import',
   consumes: 'disk',
+  earlyBoot: { modules: VMWARE_GUEST_MODULES, purpose: 'ova: VMware guests (LSI Logic, PVSCSI, SATA, NVMe disks)' },
   tools: ['qemu-img'],
   fileName: (image) => `${image.name}.ova`,
   produce: async (ctx: BuildContext) => {

@@ -15,6 +15,7 @@ import { linkOrCopySparse } from '../files';
 import { LIVE_PATHS, liveInitrd, liveKernel, liveKernelArgs, liveRootSquashfs } from '../live';
 import type { ImagePlan } from '../plan';
 import { publishArtifact, type OutputFormat } from './format';
+import { VM_OR_SERVER_MODULES } from './early-boot';
 import * as fs from 'node:fs/promises';
 
 /** The bundle's file names, entry point first. */
@@ -44,6 +45,7 @@ export const pxe: OutputFormat<'pxe'> = {
   name: 'pxe',
   description: 'Network boot bundle: iPXE script, kernel, initrd, squashfs root (live, tmpfs overlay)',
   consumes: 'live system',
+  earlyBoot: { modules: VM_OR_SERVER_MODULES, purpose: 'pxe: VMs and servers that install to their disk' },
   tools: ['mksquashfs'],
   fileName: (image) => pxeFiles(image).script,
   produce: async (ctx: BuildContext) => {

@@ -6,6 +6,7 @@ import { linkOrCopySparse } from '../files';
 import { sha256Hex } from '../plan';
 import { qemuImgConvert } from '../tools/qemu-img';
 import { publishArtifact, type OutputFormat } from './format';
+import { VMWARE_GUEST_MODULES } from './early-boot';
 
 const SHARED_KEY = 'vmdk-stream-optimized';
 
@@ -68,6 +69,7 @@ export const vmdk: OutputFormat<'vmdk'> = {
   name: 'vmdk',
   description: 'VMware streamOptimized disk (content-derived CID) for ESXi/vSphere',
   consumes: 'disk',
+  earlyBoot: { modules: VMWARE_GUEST_MODULES, purpose: 'vmdk: VMware guests (LSI Logic, PVSCSI, SATA, NVMe disks)' },
   tools: ['qemu-img'],
   fileName: (image) => `${image.name}.vmdk`,
   produce: async (ctx) => {

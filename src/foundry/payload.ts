@@ -58,15 +58,19 @@ set -eu
 say() { echo "kubedos: $*"; }
 # Deploy-time identity (hostname, host keys, authorized keys) from standard metadata
 # (NoCloud cidata, MMDS, provider metadata) is applied by readers installed here.
+# Every reader applies what it found through the NoCloud reader, which then leaves
+# /var/lib/kubedos/identity-applied: the readers after it (other platforms' probes) are skipped.
+rm -f /var/lib/kubedos/identity-applied
 for hook in /usr/lib/kubedos/metadata.d/*; do
   if [ -x "$hook" ]; then say "metadata $hook"; "$hook"; fi
+  if [ -f /var/lib/kubedos/identity-applied ]; then say "identity applied by \${hook##*/}: the other readers are skipped"; break; fi
 done
 /usr/lib/kubedos/hostkeys
 for pub in /etc/ssh/ssh_host_*_key.pub; do
   if [ -f "$pub" ]; then say "hostkey $(ssh-keygen -l -f "$pub")"; fi
 done
 for script in /usr/lib/kubedos/firstboot.d/*; do
-  if [ -x "$script" ]; then say "firstboot $(basename "$script")"; "$script"; fi
+  if [ -x "$script" ]; then say "firstboot \${script##*/}"; "$script"; fi
 done
 mkdir -p /var/lib/kubedos
 touch /var/lib/kubedos/firstboot.done
@@ -171,6 +175,30 @@ function unitEntries(name: string, content: string, enable: boolean): PayloadEnt
   return out;
 }
 
+/**
+ * What a cattle node never does, masked (linked to /dev/null): upgrade itself in place (apt's
+ * daily timers: drift is a bug, a new image is the upgrade), and the generators of features its
+ * sealed disk has no use for — encrypted, integrity and verity volumes, hibernation, offline
+ * updates, GPT partition auto-mounting (fstab names the root by UUID) — each of which systemd
+ * would otherwise run on every boot (tenths of a second apiece under TCG). A plan's own unit or
+ * file of the same name replaces a mask.
+ */
+export const MASKED_UNITS = ['apt-daily.timer', 'apt-daily-upgrade.timer'] as const;
+export const MASKED_GENERATORS = [
+  'systemd-cryptsetup-generator', 'systemd-integritysetup-generator', 'systemd-veritysetup-generator',
+  'systemd-hibernate-resume-generator', 'systemd-system-update-generator', 'systemd-gpt-auto-generator',
+] as const;
+
+function maskEntries(img: BuildPlan['image']): PayloadEntry[] {
+  const own = new Set([...img.units.map((u) => `${SYSTEMD_DIR}/${u.name}`), ...img.files.map((f) => f.path)]);
+  const mask = (p: string): PayloadEntry[] => (own.has(p) ? [] : [{ kind: 'symlink', path: p, target: '/dev/null' }]);
+  return [
+    ...MASKED_UNITS.flatMap((u) => mask(`${SYSTEMD_DIR}/${u}`)),
+    { kind: 'dir', path: '/etc/systemd/system-generators', mode: 0o755, owner: 'root:root' },
+    ...MASKED_GENERATORS.flatMap((g) => mask(`/etc/systemd/system-generators/${g}`)),
+  ];
+}
+
 /** Render the full payload of an image, in the order it is applied. */
 export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] {
   const img = plan.image;
@@ -212,6 +240,7 @@ export function renderPayload(plan: BuildPlan, ids: PayloadIds): PayloadEntry[] 
     file('/usr/lib/kubedos/ready', READY_SCRIPT, 0o755),
     ...unitEntries('kubedos-firstboot.service', FIRSTBOOT_UNIT, true),
     ...unitEntries('kubedos-ready.service', READY_UNIT, true),
+    ...maskEntries(img),
   ];
   img.firstBoot.forEach((s, i) => out.push(file(`/usr/lib/kubedos/firstboot.d/${String(i + 1).padStart(2, '0')}-${s.name}`, s.script, 0o755)));
   out.push({ kind: 'dir', path: '/root/.ssh', mode: 0o700, owner: 'root:root' });

@@ -129,6 +129,8 @@ describe("the image's EC2 reader", () => {
       expect(at('root/.ssh/authorized_keys')).toBe(`${request.authorizedKeys[0]}\n`);
       // EC2's own instance id is the meta-data instance-id (as cloud-init's Ec2 datasource has it).
       expect(at('var/lib/kubedos/instance-id')).toBe(`${INSTANCE}\n`);
+      // First boot skips the readers after this one: the identity is applied.
+      expect(at('var/lib/kubedos/identity-applied')).toBe(`${INSTANCE}\n`);
       expect(r.stdout).toContain(`kubedos: ec2: instance ${INSTANCE} at 10.0.1.23: read meta-data and user-data`);
       // The fetched user-data (it holds the private host key) is gone, and nothing printed it.
       expect(await fs.readdir(path.join(s.root, 'run'))).toEqual([]);

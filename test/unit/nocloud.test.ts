@@ -187,6 +187,8 @@ describe('the reader in the image, on a scratch root', () => {
     expect(at('etc/machine-id')).toBe(`${identity.machineId}\n`);
     expect(statSync(path.join(s.root, 'etc/machine-id')).mode & 0o777).toBe(0o444);
     expect(at('var/lib/kubedos/instance-id')).toBe('p1-workers-0001\n');
+    // First boot's other readers are then skipped.
+    expect(at('var/lib/kubedos/identity-applied')).toBe('p1-workers-0001\n');
     expect(r.stdout).toContain(`kubedos: nocloud: machine-id ${identity.machineId}`);
     expect(r.stdout).toContain('kubedos: nocloud: hostname worker-0001');
     // Nothing of the seed is left in the scratch /run.
@@ -197,6 +199,18 @@ describe('the reader in the image, on a scratch root', () => {
     const again = runReader(s);
     expect(again.status).toBe(0);
     expect(at('root/.ssh/authorized_keys')).toBe(`ssh-ed25519 AAAAbaked image-key\n${keys[0]}\n${keys[1]}\n`);
+  });
+
+  test('a value of more than one line where one is expected (a hostname as a block) is refused', async () => {
+    const s = await scene([]);
+    const userData = path.join(s.seedDir, 'user-data');
+    const text = readFileSync(userData, 'utf8');
+    expect(text).toMatch(/^hostname: .*$/m);
+    await fs.writeFile(userData, text.replace(/^hostname: .*$/m, 'hostname: |\n  worker-0001\n  evil.example'));
+    const r = runReader(s);
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).toContain('kubedos: nocloud: error: hostname holds more than one line');
+    expect(require('node:fs').existsSync(path.join(s.root, 'var/lib/kubedos/identity-applied'))).toBe(false);
   });
 
   test('a public key that does not match the private key is refused and no key is left', async () => {

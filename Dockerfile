@@ -65,7 +65,7 @@ RUN apt-get update \
       binutils \
       qemu-utils \
       xorriso squashfs-tools \
-      cpio gzip xz-utils zstd \
+      cpio gzip pigz xz-utils zstd \
       grub-efi-amd64-bin grub-pc-bin isolinux syslinux-common \
       debian-installer-12-netboot-amd64 \
  && rm -rf /var/lib/apt/lists/*

@@ -40,7 +40,7 @@ export const POOLS: Readonly<Record<PoolName, PoolDefinition>> = {
     taskQueue: 'kubedos-build',
     description: 'the Foundry: rootfs, filesystems, disks, ISOs, conversions',
     // The pipeline's own steps (rootfs, ext4, ESP, GPT, UKI, initramfs); each format adds its tools.
-    tools: ['mmdebstrap', 'mkfs.ext4', 'debugfs', 'mkfs.vfat', 'mcopy', 'sfdisk', 'objcopy', 'cpio', 'gzip', 'xz', 'zstd', 'umount'],
+    tools: ['mmdebstrap', 'mkfs.ext4', 'debugfs', 'mkfs.vfat', 'mcopy', 'sfdisk', 'objcopy', 'cpio', 'pigz', 'xz', 'zstd', 'umount'],
     files: ['/usr/lib/systemd/boot/efi/linuxx64.efi.stub'],
     runsWorkflows: false,
   },

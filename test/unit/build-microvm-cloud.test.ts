@@ -3,9 +3,9 @@
  * bzImage payload location, initramfs listing, the old-GNU sparse tar (read back by GNU tar),
  * the VHD footer normalisation, the Firecracker config and command line, argv of the new tools.
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -210,8 +210,26 @@ describe('argv of the new tool modules', () => {
   test('zstd: to a named output', () => {
     expect(zstdDecompressArgv('/w/i.zst', '/w/i.cpio')).toEqual(['zstd', '--decompress', '--quiet', '--force', '-o', '/w/i.cpio', '--', '/w/i.zst']);
   });
-  test('gzip: no name, no time stamp', () => {
-    expect(gzipArgv('/w/disk.tar')).toEqual(['gzip', '--no-name', '-6', '--force', '--quiet', '--', '/w/disk.tar']);
+  test('gzip (pigz): no name, no time stamp, on every core', () => {
+    expect(gzipArgv('/w/disk.tar', 6, 2)).toEqual(['pigz', '--no-name', '-6', '--processes', '2', '--force', '--quiet', '--', '/w/disk.tar']);
+  });
+  test('gzip (pigz): the same bytes whatever the thread count, and gzip reads them', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'kubedos-pigz-'));
+    try {
+      // Several 128 KiB blocks of compressible, varied data.
+      const data = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `line ${i} ${(i * 7919) % 104729}\n`).join(''));
+      const digests = [1, 2, 3].map((threads) => {
+        const file = path.join(dir, `t${threads}`);
+        writeFileSync(file, data);
+        const [tool, ...args] = gzipArgv(file, 6, threads);
+        execFileSync(tool!, args);
+        return createHash('sha256').update(readFileSync(`${file}.gz`)).digest('hex');
+      });
+      expect(new Set(digests).size).toBe(1);
+      expect(execFileSync('gzip', ['-dc', path.join(dir, 't2.gz')]).equals(data)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
   test('qemu microvm: ACPI, no PCI, no automatic virtio_mmio.device=, direct kernel boot, virtio-mmio disk and NIC', () => {
     expect(

@@ -60,6 +60,7 @@ const PROVIDERS: Readonly<Record<string, Provider>> = {
   objcopy: { apt: 'binutils' },
   cpio: { apt: 'cpio' },
   gzip: { apt: 'gzip' },
+  pigz: { apt: 'pigz' },
   xz: { apt: 'xz-utils' },
   zstd: { apt: 'zstd' },
   // Debian's `mount` package has priority required: every Debian base image has it.

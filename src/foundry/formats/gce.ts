@@ -28,7 +28,7 @@ export const gce: OutputFormat<'gce'> = {
   description: 'Google Compute Engine: disk.raw in a gzip\'d GNU (oldgnu, sparse) tar for image import',
   consumes: 'disk',
   earlyBoot: { modules: [...ROOT_FS_MODULES, 'virtio_pci', ...GCE_EARLY_MODULES], purpose: 'gce: virtio-scsi/NVMe disks, virtio-net/gVNIC network' },
-  tools: ['gzip'],
+  tools: ['pigz'],
   fileName: (image) => `${image.name}.gce.tar.gz`,
   produce: async (ctx: BuildContext) => {
     // validatePlan rejects such plans up front; a disk of another size would be refused by GCE.

@@ -19,7 +19,7 @@ export const installerMedia: OutputFormat<'installer-media'> = {
   description: 'Debian installer ISO (images.<name>.installerIso) repacked with a preseed that installs the image unattended',
   consumes: 'installer media and disk',
   earlyBoot: { modules: VM_OR_SERVER_MODULES, purpose: 'installer-media: the installed disk on VMs and servers' },
-  tools: ['xorriso'],
+  tools: ['xorriso', 'pigz'],
   // The ISO it repacks, by content: where it lives changes nothing.
   options: (plan) => ({ installerIso: plan.image.installerIso?.sha256 }),
   fileName: (image) => `${image.name}.installer.iso`,

@@ -4,7 +4,7 @@ import { BuildFailedError } from '../../errors';
 import { sharedOnce, type BuildContext } from '../context';
 import { linkOrCopySparse } from '../files';
 import { sha256Hex } from '../plan';
-import { qemuImgConvert } from '../tools/qemu-img';
+import { writeStreamOptimizedVmdk } from '../vmdk-stream';
 import { publishArtifact, type OutputFormat } from './format';
 import { VMWARE_GUEST_MODULES } from './early-boot';
 
@@ -55,10 +55,8 @@ export function streamOptimizedVmdk(ctx: BuildContext): Promise<string> {
 
 async function makeStreamOptimizedVmdk(ctx: BuildContext): Promise<string> {
   const out = path.join(ctx.workDir, 'disk.vmdk');
-  await qemuImgConvert(
-    { source: ctx.rawDisk!, sourceFormat: 'raw', dest: out, destFormat: 'vmdk', options: { subformat: 'streamOptimized', adapter_type: 'lsilogic' }, cache: 'unsafe' },
-    { signal: ctx.options.signal },
-  );
+  // qemu-img's own bytes, its grains compressed by one process per core (vmdk-stream.ts).
+  await writeStreamOptimizedVmdk(ctx.rawDisk!, out, { createOptions: { adapter_type: 'lsilogic' }, signal: ctx.options.signal });
   const cid = await fixVmdkCid(out);
   ctx.log.info({ cid }, 'vmdk CID fixed');
   return out;

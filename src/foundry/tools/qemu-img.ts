@@ -14,15 +14,28 @@ export interface ConvertArgs {
    * rename without fsync anyway, and the mode never changes the bytes written. @default qemu-img's (writeback)
    */
   cache?: 'unsafe' | 'writeback' | 'none';
+  /** Convert only these bytes of a raw source (qemu's raw driver `offset`/`size`). */
+  sourceRange?: { offset: number; size: number };
 }
+
+/** A QemuOpts value: commas are doubled, so a path cannot add options. */
+const optValue = (v: string) => v.replace(/,/g, ',,');
 
 export function qemuImgConvertArgv(a: ConvertArgs): string[] {
   const argv = ['qemu-img', 'convert', '-q'];
   if (a.cache) argv.push('-t', a.cache);
-  argv.push('-f', a.sourceFormat, '-O', a.destFormat);
-  const opts = Object.entries(a.options ?? {}).map(([k, v]) => `${k}=${v}`);
+  let source = a.source;
+  if (a.sourceRange) {
+    if (a.sourceFormat !== 'raw') throw new TypeError('qemu-img convert: a source range needs a raw source');
+    argv.push('--image-opts');
+    source = `driver=raw,offset=${a.sourceRange.offset},size=${a.sourceRange.size},file.driver=file,file.filename=${optValue(a.source)}`;
+  } else {
+    argv.push('-f', a.sourceFormat);
+  }
+  argv.push('-O', a.destFormat);
+  const opts = Object.entries(a.options ?? {}).map(([k, v]) => `${k}=${optValue(v)}`);
   if (opts.length > 0) argv.push('-o', opts.join(','));
-  argv.push(a.source, a.dest);
+  argv.push(source, a.dest);
   return argv;
 }
 

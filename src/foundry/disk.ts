@@ -79,21 +79,18 @@ export async function prepareBaseDisk(ctx: BuildContext): Promise<string> {
   await fs.mkdir(dir, { recursive: true });
   const geometry = diskLayout(size, layer.digest);
   const ids = layerIds(layer.digest);
-  const rootExt4 = path.join(ctx.workDir, 'base-root.ext4');
-  await makeBaseExt4(ctx, layer, rootExt4, geometry.root.size / 1024, ids.rootFsUuid, ids.rootHashSeed);
   const uki = await buildUki(ctx, ids.rootFsUuid);
   const esp = await buildEsp(ctx, uki, ESP_MIB * 1024, ids.espVolumeId);
   const tmp = tempPathFor(final);
   try {
     await createSparseFile(tmp, size);
     await copySparse(esp, tmp, geometry.esp.offset);
-    await copySparse(rootExt4, tmp, geometry.root.offset);
+    // The root filesystem is made in place at its offset: copying a 2 GB ext4 file in cost ~5 s.
+    await makeBaseExt4(ctx, layer, tmp, geometry.root.size / 1024, ids.rootFsUuid, ids.rootHashSeed, geometry.root.offset);
     await fs.rename(tmp, final);
   } catch (err) {
     await fs.rm(tmp, { force: true });
     throw err;
-  } finally {
-    await fs.rm(rootExt4, { force: true });
   }
   return final;
 }

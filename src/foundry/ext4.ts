@@ -30,18 +30,22 @@ async function runDebugfs(ctx: BuildContext, image: string, commands: string[], 
   if (problems.length > 0) throw new BuildFailedError(`debugfs (${what}) reported:\n${problems.slice(0, 20).join('\n')}`);
 }
 
-/** Make the base ext4 of a layer: mkfs.ext4 -d, then every inode's atime/ctime set to the epoch. */
-export async function makeBaseExt4(ctx: BuildContext, layer: Layer, out: string, sizeKiB: number, uuid: string, hashSeed: string): Promise<void> {
-  await fs.rm(out, { force: true });
+/**
+ * Make the base ext4 of a layer: mkfs.ext4 -d, then every inode's atime/ctime set to the epoch.
+ * With `offsetBytes`, it is made in place inside `out` (the disk, already sized) at that offset:
+ * the same bytes as a filesystem made in a file of its own and copied there, without the copy.
+ */
+export async function makeBaseExt4(ctx: BuildContext, layer: Layer, out: string, sizeKiB: number, uuid: string, hashSeed: string, offsetBytes?: number): Promise<void> {
+  if (offsetBytes === undefined) await fs.rm(out, { force: true });
   await mkfsExt4(
-    { image: out, sizeKiB, sourceDir: layer.rootfs, label: 'root', epoch: ctx.plan.sourceDateEpoch, uuid, hashSeed },
+    { image: out, sizeKiB, sourceDir: layer.rootfs, label: 'root', epoch: ctx.plan.sourceDateEpoch, uuid, hashSeed, offsetBytes },
     { signal: ctx.options.signal },
   );
   const epoch = `@${ctx.plan.sourceDateEpoch}`;
   const sweep: string[] = [];
   for (const p of await listTree(layer.rootfs)) sweep.push(`sif ${q(p)} atime ${epoch}`, `sif ${q(p)} ctime ${epoch}`);
   sweep.push(`sif "/lost+found" atime ${epoch}`, `sif "/lost+found" ctime ${epoch}`, `sif "/lost+found" mtime ${epoch}`);
-  await runDebugfs(ctx, out, sweep, 'sweep');
+  await runDebugfs(ctx, offsetBytes === undefined ? out : `${out}?offset=${offsetBytes}`, sweep, 'sweep');
 }
 
 /** Resolve an image path's parent directories through the layer's symlinks (e.g. /lib → usr/lib). */

@@ -61,6 +61,11 @@ describe('mkfs', () => {
       '-E', 'hash_seed=H,lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0', '-d', '/tree', '/r.ext4', '1024k',
     ]);
   });
+  test('ext4 in place at an offset of a disk: offset and nodiscard, else the same', () => {
+    expect(mkfsExt4Argv({ image: '/disk.raw', sizeKiB: 1024, sourceDir: '/tree', uuid: 'U', hashSeed: 'H', label: 'root', epoch: 1700000000, offsetBytes: 105906176 })).toContain(
+      'offset=105906176,nodiscard,hash_seed=H,lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0',
+    );
+  });
   test('vfat: invariant, fixed volume id, FAT32', () => {
     expect(mkfsVfatArgv({ image: '/esp', sizeKiB: 102400, volumeId: '0badcafe', label: 'ESP' })).toEqual([
       'mkfs.vfat', '--invariant', '-i', '0badcafe', '-F', '32', '-n', 'ESP', '-C', '/esp', '102400',

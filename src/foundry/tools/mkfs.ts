@@ -13,12 +13,19 @@ export interface MkfsExt4Args {
   label: string;
   /** E2FSPROGS_FAKE_TIME: e2fsprogs 1.47.0 ignores SOURCE_DATE_EPOCH. */
   epoch: number;
+  /**
+   * Make the filesystem at this byte offset of `image` (an existing, sized file, e.g. a disk at
+   * its partition's offset) instead of making `image` itself. `nodiscard` goes with it: mke2fs
+   * would otherwise punch the range and then mark the inode tables zeroed, which a filesystem
+   * made in a file of its own is not, so the bytes would differ.
+   */
+  offsetBytes?: number;
 }
 
 export function mkfsExt4Argv(a: MkfsExt4Args): string[] {
   return [
     'mkfs.ext4', '-q', '-F', '-b', '4096', '-I', '256', '-L', a.label, '-U', a.uuid,
-    '-E', `hash_seed=${a.hashSeed},lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0`,
+    '-E', `${a.offsetBytes === undefined ? '' : `offset=${a.offsetBytes},nodiscard,`}hash_seed=${a.hashSeed},lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0`,
     '-d', a.sourceDir, a.image, `${a.sizeKiB}k`,
   ];
 }

@@ -7,7 +7,7 @@
  * Serialised as canonical JSON: keys sorted, packages sorted by name and architecture, two-space
  * indent, trailing newline. Its sha256 (the lock digest) is part of the layer cache key.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError, LockedPackageUnavailableError } from '../errors';
@@ -97,6 +97,9 @@ export async function sha256File(file: string): Promise<string> {
 }
 
 /** The content-addressed .deb cache: `<dir>/<sha256>.deb`. */
+/** Fetches in flight in this process, by cache path. */
+const fetching = new Map<string, Promise<string>>();
+
 export class DebCache {
   constructor(readonly dir: string) {}
 
@@ -113,15 +116,33 @@ export class DebCache {
     const digest = await sha256File(file);
     if (await this.has(digest)) return digest;
     await fs.mkdir(this.dir, { recursive: true });
-    const tmp = `${this.pathOf(digest)}.tmp-${process.pid}`;
+    const tmp = this.tempPathOf(digest);
     await fs.link(file, tmp).catch(() => fs.copyFile(file, tmp));
     await fs.rename(tmp, this.pathOf(digest));
     return digest;
   }
 
-  /** Make sure a locked package is cached, fetching it from its archive when absent. */
+  /** A temporary name beside the entry, unique to this writer (builds of one process run at once). */
+  private tempPathOf(sha256: string): string {
+    return `${this.pathOf(sha256)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  }
+
+  /**
+   * Make sure a locked package is cached, fetching it from its archive when absent. Builds of one
+   * process that need the same .deb at once (the images of a platform) fetch it once.
+   */
   async ensure(pkg: LockedPackage, base: BasePlan, signal?: AbortSignal): Promise<string> {
     if (await this.has(pkg.sha256)) return this.pathOf(pkg.sha256);
+    const key = this.pathOf(pkg.sha256);
+    let pending = fetching.get(key);
+    if (!pending) {
+      pending = this.fetch(pkg, base, signal).finally(() => fetching.delete(key));
+      fetching.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async fetch(pkg: LockedPackage, base: BasePlan, signal?: AbortSignal): Promise<string> {
     const archive = pkg.origin === 'security' ? securityMirrorOf(base) : base.mirror.replace(/\/+$/, '');
     const url = `${archive}/${pkg.filename}`;
     logger.info({ pkg: pkg.name, version: pkg.version, url }, 'fetching locked .deb missing from the cache');
@@ -137,7 +158,7 @@ export class DebCache {
     const got = sha256Hex(body);
     if (got !== pkg.sha256) throw new LockedPackageUnavailableError(pkg.name, pkg.version, `${url}: sha256 ${got} does not match the lock`);
     await fs.mkdir(this.dir, { recursive: true });
-    const tmp = `${this.pathOf(pkg.sha256)}.tmp-${process.pid}`;
+    const tmp = this.tempPathOf(pkg.sha256);
     await fs.writeFile(tmp, body);
     await fs.rename(tmp, this.pathOf(pkg.sha256));
     return this.pathOf(pkg.sha256);

@@ -52,6 +52,7 @@ export function planFromSpec(spec: Spec, imageName: string, options: PlanOptions
     throw new ConfigError(`no image named "${imageName}"`, `the spec defines ${Object.keys(spec.images).join(', ') || 'no images'}`);
   }
   const packages = [...new Set([...spec.base.packages, ...image.packages])];
+  const ownPackages = image.packages.filter((p) => !spec.base.packages.includes(p));
   return {
     base: {
       suite: spec.base.suite,
@@ -62,6 +63,8 @@ export function planFromSpec(spec: Spec, imageName: string, options: PlanOptions
       architecture: spec.base.architecture,
     },
     sourceDateEpoch: options.sourceDateEpoch,
+    // An image with packages of its own is installed on top of the platform's shared layer.
+    ...(ownPackages.length > 0 ? { sharedPackages: [...spec.base.packages] } : {}),
     ...(spec.base.initramfsModules.length > 0 ? { initramfsModules: [...spec.base.initramfsModules] } : {}),
     image: {
       name: imageName,

@@ -79,6 +79,13 @@ export interface BuildPlan {
   image: ImagePlan;
   formats: FormatName[];
   /**
+   * The platform's own packages (its base, defaults included) when this image adds packages of
+   * its own: the image's layer is then the platform's shared layer of these (shared-layer.ts),
+   * installed once for every image of the platform, with the image's packages installed on top.
+   * `base.packages` still lists every package the image has; its lock is the image's own.
+   */
+  sharedPackages?: string[];
+  /**
    * Kernel modules the initramfs carries beyond what the formats' machines need (hardware no
    * format names: a rare RAID controller, say); part of the layer's digest, not of the lock's.
    */
@@ -159,6 +166,7 @@ export function validatePlan(plan: BuildPlan): string[] {
   if (!/^[a-z0-9-]+$/.test(plan.base.suite)) problems.push('base.suite must be a suite codename');
   // Package names reach apt-get and mmdebstrap as arguments: Debian package names only.
   for (const p of plan.base.packages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) problems.push(`base.packages: "${p}" is not a Debian package name`);
+  for (const p of plan.sharedPackages ?? []) if (!plan.base.packages.includes(p)) problems.push(`sharedPackages: "${p}" is not among base.packages (the shared layer holds only packages the image has)`);
   if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(plan.image.hostname)) problems.push('image.hostname is not a valid host name');
   if (!/^[A-Za-z0-9._-]+$/.test(plan.image.name)) problems.push('image.name may contain only letters, digits, ".", "_" and "-"');
   if (plan.image.diskSizeBytes < 1024 * 1024 * 1024 || plan.image.diskSizeBytes % (1024 * 1024) !== 0) {

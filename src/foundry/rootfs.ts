@@ -10,6 +10,8 @@
  * a lock resolves one first (resolve.ts: apt on the host, no install), so the first build and any
  * later rebuild from its lock run the very same mmdebstrap and give the same tree. The image's
  * /etc/apt/sources.list names the plan's real archives; no apt indexes or .debs are left in it.
+ * An image with packages of its own over its platform's is installed on a copy of the platform's
+ * shared layer (`<cacheDir>/layers/shared-<digest>`, shared-layer.ts), its own packages on top.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
@@ -17,13 +19,15 @@ import * as path from 'node:path';
 import { BuildFailedError } from '../errors';
 import type { BuildContext, Layer } from './context';
 import { parseDeb822, type Paragraph } from './deb822';
-import { DebCache, debFileName, lockDigest, type Lock } from './lock';
+import { DebCache, debFileName, lockDigest, type Lock, type LockedPackage } from './lock';
 import { baseDigest, canonicalJson, securityMirrorOf, sha256Hex, type BasePlan, type BuildPlan } from './plan';
 import { initramfsModules } from './formats';
 import { MODULE_NAME } from './formats/early-boot';
+import { cpTree } from './tools/cp';
 import { dpkgScanpackages } from './tools/dpkg-scanpackages';
 import { mmdebstrap } from './tools/mmdebstrap';
 import { removeScratchTree, sweepStaleStaging } from './scratch';
+import { SHARED_LAYER_KIND, sharedLayerDigest, sharedSubset } from './shared-layer';
 import { clampMtimes } from './tree';
 
 /** dpkg path filters: no documentation, manuals or translations in images. */
@@ -109,8 +113,10 @@ export function layerInitramfsModules(plan: Pick<BuildPlan, 'initramfsModules'>)
   return initramfsModules(plan.initramfsModules);
 }
 
-export function layerDigest(plan: Pick<BuildPlan, 'base' | 'sourceDateEpoch' | 'initramfsModules'>, lockDigestHex: string): string {
-  return sha256Hex(canonicalJson({ kind: LAYER_KIND, base: baseDigest(plan), lock: lockDigestHex, initramfs: layerInitramfsModules(plan) }));
+export function layerDigest(plan: Pick<BuildPlan, 'base' | 'sourceDateEpoch' | 'initramfsModules' | 'sharedPackages'>, lockDigestHex: string): string {
+  // An image installed on top of its platform's shared layer has a tree of its own kind.
+  const shared = plan.sharedPackages ? { shared: [...plan.sharedPackages].sort() } : {};
+  return sha256Hex(canonicalJson({ kind: LAYER_KIND, base: baseDigest(plan), lock: lockDigestHex, initramfs: layerInitramfsModules(plan), ...shared }));
 }
 
 /**
@@ -204,10 +210,48 @@ export function autoInstalled(index: readonly Paragraph[], requested: readonly s
     .sort();
 }
 
+/** What every mmdebstrap run of a layer shares: the local repository, the path filters, apt's options. */
+interface LayerInstall {
+  target: string;
+  variant: 'minbase' | 'custom';
+  include: readonly string[];
+  essentialHooks?: readonly string[];
+  customizeHooks: readonly string[];
+  skip?: readonly string[];
+}
+
+async function installLayer(ctx: BuildContext, buildSources: string, install: LayerInstall): Promise<void> {
+  const { plan } = ctx;
+  await mmdebstrap(
+    {
+      suite: plan.base.suite,
+      target: install.target,
+      sourcesFile: buildSources,
+      variant: install.variant,
+      mode: 'root',
+      architecture: plan.base.architecture,
+      include: install.include,
+      dpkgOptions: DPKG_PATH_FILTERS,
+      // mmdebstrap turns apt's privilege drop off only when _apt cannot read the target's path,
+      // which would make the tree depend on the permissions of the cache directory's parents.
+      aptOptions: [APT_NO_SANDBOX],
+      essentialHooks: install.essentialHooks,
+      customizeHooks: install.customizeHooks,
+      skip: install.skip,
+    },
+    { sourceDateEpoch: plan.sourceDateEpoch, signal: ctx.options.signal, onOutput: (_s, chunk) => ctx.log.debug({ tool: 'mmdebstrap' }, chunk.trimEnd()) },
+  );
+  ctx.ranMmdebstrap = true;
+}
+
+const pinned = (packages: readonly LockedPackage[]) => packages.map((p) => `${p.name}=${p.version}`);
+
 /**
  * Install the layer of a lock: mmdebstrap from the local repository of exactly the locked .debs
- * (offline, whatever the mirror holds now), every package named with its version. This is the
- * only install path, so the same lock always gives the same tree.
+ * (offline, whatever the mirror holds now), every package named with its version. An image with
+ * packages of its own over its platform's is installed on a copy of the platform's shared layer
+ * (shared-layer.ts), its own packages on top; any other in one pass. Either way the same lock
+ * always gives the same tree.
  */
 async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
   const { plan } = ctx;
@@ -225,33 +269,28 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
   // mmdebstrap writes the sources given as a file to /etc/apt/sources.list.d/0000<file name>.
   const buildSources = path.join(ctx.workDir, LOCAL_REPO_SOURCES);
   await fs.writeFile(buildSources, `deb [trusted=yes] copy://${repo} ./\n`);
+  const finish = [
+    makeInitramfsHook(layerInitramfsModules(plan)),
+    ...(auto.length > 0 ? [`chroot "$1" apt-mark auto -qq ${auto.join(' ')}`] : []),
+    // The image's sources are the real archives, not the local repository it was installed from.
+    `rm -f "$1"/etc/apt/sources.list.d/0000${LOCAL_REPO_SOURCES}`,
+    `upload ${imageSources} /etc/apt/sources.list`,
+    SEAL_HOOK,
+  ];
   try {
-    await mmdebstrap(
-      {
-        suite: plan.base.suite,
-        target: rootfs,
-        sourcesFile: buildSources,
-        variant: 'minbase',
-        mode: 'root',
-        architecture: plan.base.architecture,
-        include: lock.packages.map((p) => `${p.name}=${p.version}`),
-        dpkgOptions: DPKG_PATH_FILTERS,
-        // mmdebstrap turns apt's privilege drop off only when _apt cannot read the target's path,
-        // which would make the tree depend on the permissions of the cache directory's parents.
-        aptOptions: [APT_NO_SANDBOX],
-        essentialHooks: [DEFER_INITRAMFS_HOOK],
-        customizeHooks: [
-          makeInitramfsHook(layerInitramfsModules(plan)),
-          ...(auto.length > 0 ? [`chroot "$1" apt-mark auto -qq ${auto.join(' ')}`] : []),
-          // The image's sources are the real archives, not the local repository it was installed from.
-          `rm -f "$1"/etc/apt/sources.list.d/0000${LOCAL_REPO_SOURCES}`,
-          `upload ${imageSources} /etc/apt/sources.list`,
-          SEAL_HOOK,
-        ],
-      },
-      { sourceDateEpoch: plan.sourceDateEpoch, signal: ctx.options.signal, onOutput: (_s, chunk) => ctx.log.debug({ tool: 'mmdebstrap' }, chunk.trimEnd()) },
-    );
-    ctx.ranMmdebstrap = true;
+    const subset = plan.sharedPackages ? sharedSubset(lock.packages, index, plan.sharedPackages) : undefined;
+    if (plan.sharedPackages && !subset) ctx.log.warn({ image: plan.image.name }, 'the lock holds no dependency closure of the platform\'s packages: installed in one pass, without the shared layer');
+    const own = subset ? lock.packages.filter((p) => !subset.includes(p)) : [];
+    if (subset && own.length > 0) {
+      const shared = await sharedLayer(ctx, { ...lock, packages: subset });
+      await copyTree(ctx, shared, rootfs);
+      // The custom variant installs only what it is given, with dpkg, on the tree already there
+      // (whose update-initramfs is still diverted: the initramfs is made once, by `finish`).
+      await installLayer(ctx, buildSources, { target: rootfs, variant: 'custom', include: pinned(own), skip: ['check/empty'], customizeHooks: finish });
+      ctx.log.info({ own: own.length, shared: subset.length }, 'installed on the shared layer');
+    } else {
+      await installLayer(ctx, buildSources, { target: rootfs, variant: 'minbase', include: pinned(lock.packages), essentialHooks: [DEFER_INITRAMFS_HOOK], customizeHooks: finish });
+    }
     await normaliseAptState(rootfs);
     await checkInstalledMatchesLock(rootfs, lock);
     await checkNoAptLeftovers(rootfs);
@@ -279,6 +318,73 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
     await removeScratchTree(staging);
     await fs.rm(repo, { recursive: true, force: true });
   }
+}
+
+/** Shared layers being installed by this process: the images of a platform build at once. */
+const sharedInstalls = new Map<string, Promise<void>>();
+
+/**
+ * The shared layer of `subset` (a part of this image's lock): its rootfs, from the cache or
+ * installed now (minbase, the initramfs still deferred, nothing sealed: images finish on top).
+ * Returns the path of its cached tree, which is never modified.
+ */
+async function sharedLayer(ctx: BuildContext, subset: Lock): Promise<string> {
+  const digest = sharedLayerDigest(subset.packages, ctx.plan.sourceDateEpoch, subset.suite);
+  const final = path.join(layersDir(ctx), `shared-${digest}`);
+  const rootfs = path.join(final, 'rootfs');
+  const cached = await fs.stat(path.join(final, 'layer.json')).then(() => true, () => false);
+  if (cached) {
+    ctx.log.info({ shared: digest.slice(0, 16) }, 'shared layer cache hit');
+    return rootfs;
+  }
+  const pending = sharedInstalls.get(digest);
+  if (pending) {
+    ctx.log.info({ shared: digest.slice(0, 16) }, 'waiting for the shared layer another build of this host installs');
+    // That build may be cancelled or fail on its own account: then this one installs it.
+    return pending.then(() => rootfs, () => sharedLayer(ctx, subset));
+  }
+  const done = installSharedLayer(ctx, subset, digest, final).finally(() => sharedInstalls.delete(digest));
+  sharedInstalls.set(digest, done);
+  await done;
+  return rootfs;
+}
+
+async function installSharedLayer(ctx: BuildContext, subset: Lock, digest: string, final: string): Promise<void> {
+  const staging = path.join(layersDir(ctx), `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
+  const dir = path.join(ctx.workDir, 'shared');
+  const repo = path.join(dir, 'repo');
+  try {
+    // Its own repository of exactly its packages: what else the image's lock holds cannot change it.
+    await fs.mkdir(staging, { recursive: true });
+    await writeLocalRepo(ctx, subset, repo);
+    const sources = path.join(dir, LOCAL_REPO_SOURCES);
+    await fs.writeFile(sources, `deb [trusted=yes] copy://${repo} ./\n`);
+    await installLayer(ctx, sources, {
+      target: path.join(staging, 'rootfs'),
+      variant: 'minbase',
+      include: pinned(subset.packages),
+      essentialHooks: [DEFER_INITRAMFS_HOOK],
+      customizeHooks: [`rm -f "$1"/etc/apt/sources.list.d/0000${LOCAL_REPO_SOURCES}`],
+    });
+    await checkInstalledMatchesLock(path.join(staging, 'rootfs'), subset);
+    await fs.writeFile(path.join(staging, 'layer.json'), `${JSON.stringify({ kind: SHARED_LAYER_KIND, digest, packages: subset.packages.length }, null, 2)}\n`);
+    await fs.rename(staging, final).catch(() => ctx.log.info({ shared: digest.slice(0, 16) }, 'shared layer was published concurrently; keeping the existing one'));
+    ctx.log.info({ shared: digest.slice(0, 16), packages: subset.packages.length }, 'shared layer installed');
+  } finally {
+    await removeScratchTree(staging);
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A copy of a shared layer's tree to install an image on (ownership, modes, times, hard links
+ * and extended attributes kept), without its device nodes: mmdebstrap makes /dev's nodes itself
+ * and refuses to find them there.
+ */
+async function copyTree(ctx: BuildContext, from: string, to: string): Promise<void> {
+  await cpTree(from, to, { signal: ctx.options.signal });
+  const dev = path.join(to, 'dev');
+  for (const entry of await fs.readdir(dev)) await fs.rm(path.join(dev, entry), { recursive: true, force: true });
 }
 
 /**

@@ -11,7 +11,7 @@ import { DPKG_PATH_FILTERS } from '../../src/foundry/rootfs';
 import { diskLayout } from '../../src/foundry/disk';
 import { debugfsRequest } from '../../src/foundry/tools/debugfs';
 import { qemuImgCheck } from '../../src/foundry/tools/qemu-img';
-import { qemuMachine } from '../../src/foundry/tools/qemu-system';
+import { bootToReady } from '../support/boot-to-ready';
 import { builtImage, sharedCaches, TEST_PLAN, type BuiltImage } from '../support/images';
 
 jest.setTimeout(30 * 60 * 1000);
@@ -147,41 +147,10 @@ test('a payload-only change rebuilds from the cached layer, without mmdebstrap (
 });
 
 test('boots under OVMF (TCG) from the qcow2 to "kubedos: ready <hostname>", host keys made at first boot', async () => {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kubedos-boot-'));
-  const vars = path.join(dir, 'OVMF_VARS.fd');
-  await fs.copyFile('/usr/share/OVMF/OVMF_VARS_4M.fd', vars);
-  const serial = path.join(dir, 'serial.log');
-  const abort = new AbortController();
-  const started = Date.now();
-  const qemu = qemuMachine(
-    {
-      firmware: { ovmfCode: '/usr/share/OVMF/OVMF_CODE_4M.fd', ovmfVars: vars },
-      disks: [{ file: img.artifacts.qcow2!, format: 'qcow2', snapshot: true }],
-      boot: 'disk',
-      serialLog: serial,
-    },
-    { signal: abort.signal },
-  ).catch((err: unknown) => err);
-  const ready = `kubedos: ready ${TEST_PLAN.image.hostname}`;
-  let log = '';
-  let exited = false;
-  void qemu.then(() => (exited = true));
-  try {
-    while (Date.now() - started < 240_000 && !exited) {
-      log = await fs.readFile(serial, 'utf8').catch(() => '');
-      if (log.split('\n').some((l) => l.replace(/^\[[^\]]*\]\s*/, '').startsWith(ready))) break;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-    const ms = Date.now() - started;
-    console.log(`boot to ready: ${ms} ms`);
-    if (!log.includes(ready)) console.log(log.slice(-4000));
-    expect(log).toContain(ready);
-    expect(log).toMatch(/kubedos: hostkey \d+ SHA256:\S+ root@\S+ \(ED25519\)/);
-    expect(log).toContain('kubedos: hello from first boot');
-    expect(log).toMatch(/^kubedos: ready /m);
-  } finally {
-    abort.abort();
-    await qemu;
-    await fs.rm(dir, { recursive: true, force: true });
-  }
+  const { log, ms, ready } = await bootToReady(img.artifacts.qcow2!, TEST_PLAN.image.hostname);
+  console.log(`boot to ready: ${ms} ms`);
+  expect(ready).toBe(true);
+  expect(log).toMatch(/kubedos: hostkey \d+ SHA256:\S+ root@\S+ \(ED25519\)/);
+  expect(log).toContain('kubedos: hello from first boot');
+  expect(log).toMatch(/^kubedos: ready /m);
 });

@@ -3,7 +3,7 @@
  * this run. Prints figures; it is not a test (but exits 1 when a measurement could not be taken or
  * the warm rebuild ran mmdebstrap).
  *
- *   npx ts-node --transpile-only bench/build.ts [--skip-mkosi] [--mkosi-runs N] [--json] [--keep]
+ *   npx ts-node --transpile-only bench/build.ts [--skip-mkosi] [--mkosi-runs N] [--skip-roles] [--roles-unshared] [--json] [--keep]
  *   bench/build [same options]
  *
  * 1. cold: buildImage() of a quickstart-like plan (default base package set, raw + qcow2) from
@@ -15,7 +15,12 @@
  *    installer-media, which repacks a Debian installer ISO the plan must name), one payload file
  *    changed again, same caches and lock. Target ≤ 30 s; the formats phase (after the payload)
  *    and each format's own time are printed.
- * 4. mkosi: Debian's mkosi 14 building the same package set (bookworm, same mirror) into a GPT
+ * 4. roles: every image of examples/roles (seven roles on one platform), each with its own
+ *    outputs, built at once from empty caches as `kubedos build examples/roles` would: the
+ *    platform's packages are installed once into the shared layer and each role's on top.
+ *    Target ≤ 2.5 × the cold build of step 1. --roles-unshared also builds them one pass each (as
+ *    before the shared layer) for the comparison; --skip-roles leaves the step out.
+ * 5. mkosi: Debian's mkosi 14 building the same package set (bookworm, same mirror) into a GPT
  *    ext4 disk encoded as qcow2 (bench/mkosi/mkosi.conf), from nothing (no package cache), run N
  *    times (default 2) to see whether its output is bit-identical. Target: cold ≤ mkosi.
  *
@@ -29,6 +34,8 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildImage, FORMAT_NAMES, type BuildPlan, type BuildResult } from '../src/foundry';
+import { planFromSpec } from '../src/foundry/from-spec';
+import { loadSpec } from '../src/platform/load';
 import { MOTD, quickstartPlan } from './quickstart-plan';
 
 process.env.KUBEDOS_LOG_LEVEL ??= 'warn';
@@ -37,6 +44,9 @@ const REPO = path.resolve(__dirname, '..');
 const MKOSI_CONF = path.join(REPO, 'bench', 'mkosi', 'mkosi.conf');
 const WARM_TARGET_S = 10;
 const ALL_FORMATS_TARGET_S = 30;
+/** examples/roles from cold, against one image's cold build. */
+const ROLES_TARGET_RATIO = 2.5;
+const ROLES_SPEC = path.join(REPO, 'examples', 'roles');
 /** installer-media repacks a Debian installer ISO named by the plan: not part of the all-formats figure. */
 const ALL_FORMATS = FORMAT_NAMES.filter((f) => f !== 'installer-media') as BuildPlan['formats'];
 
@@ -59,6 +69,17 @@ interface KubedosRun {
 
 interface MkosiRun { seconds: number; qcow2: FileSize; load: Load }
 
+/** Every image of examples/roles with its own outputs, at once (as the build pool runs them), from empty caches. */
+interface RolesRun {
+  seconds: number;
+  cpuSeconds: number;
+  /** Whether images were installed on the platform's shared layer (false: each in one pass, as before it). */
+  shared: boolean;
+  sharedLayers: number;
+  images: { name: string; seconds: number; prepareRootfsSeconds: number; formats: string[] }[];
+  load: Load;
+}
+
 interface MkosiResult {
   version?: string;
   argv?: string[];
@@ -74,11 +95,11 @@ interface MkosiResult {
 
 interface Report {
   machine: { cores: number; memGiB: number; kernel: string; loadStart: string; loadEnd?: string };
-  kubedos: { cold?: KubedosRun; warm?: KubedosRun; allFormats?: KubedosRun & { formatsSeconds: number }; error?: string };
+  kubedos: { cold?: KubedosRun; warm?: KubedosRun; allFormats?: KubedosRun & { formatsSeconds: number }; roles?: RolesRun; rolesUnshared?: RolesRun; error?: string };
   mkosi: MkosiResult | { skipped: true };
   /** coldOverMkosi is against mkosi's first run (the target's measure); the fastest run is the strictest view. */
-  ratios: { coldOverMkosi?: number; coldOverFastestMkosi?: number; warmOverTarget?: number; allFormatsOverTarget?: number };
-  targets: { coldLeMkosi?: boolean; warmLe10s?: boolean; warmSkippedMmdebstrap?: boolean; allFormatsLe30s?: boolean };
+  ratios: { coldOverMkosi?: number; coldOverFastestMkosi?: number; warmOverTarget?: number; allFormatsOverTarget?: number; rolesOverCold?: number; rolesUnsharedOverCold?: number };
+  targets: { coldLeMkosi?: boolean; warmLe10s?: boolean; warmSkippedMmdebstrap?: boolean; allFormatsLe30s?: boolean; rolesLe2_5Cold?: boolean };
 }
 
 const log = (msg: string): void => void process.stderr.write(`bench/build: ${msg}\n`);
@@ -150,6 +171,34 @@ async function kubedosBuild(plan: BuildPlan, opts: { cacheDir: string; debCacheD
   return {
     result,
     run: { seconds: round(seconds, 2), cpuSeconds: round(cpu, 1), engineSeconds: round(result.totalMs / 1000, 2), ranMmdebstrap: result.ranMmdebstrap, timings: result.timings, packages: result.lock.packages.length, artifacts, load: { start, end } },
+  };
+}
+
+async function rolesBuild(root: string, shared: boolean): Promise<RolesRun> {
+  const spec = await loadSpec(ROLES_SPEC);
+  const dir = path.join(root, shared ? 'roles' : 'roles-unshared');
+  const caches = { cacheDir: path.join(dir, 'cache'), debCacheDir: path.join(dir, 'debs') };
+  const plans = Object.keys(spec.images).map((name) => {
+    const plan = planFromSpec(spec, name, { sourceDateEpoch: spec.base.sourceDateEpoch! });
+    // Without the shared layer: the one-pass install every image had before it.
+    if (!shared) delete plan.sharedPackages;
+    return plan;
+  });
+  const label = shared ? 'roles' : 'roles (one pass each)';
+  const start = await loadavg();
+  log(`kubedos ${label}: ${plans.length} images of examples/roles at once, from empty caches (load ${start})`);
+  const t0 = performance.now();
+  const cpu0 = await cpuSeconds();
+  const results = await Promise.all(plans.map((plan) => buildImage(plan, { ...caches, outputDir: path.join(dir, 'out', plan.image.name) })));
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = (await cpuSeconds()) - cpu0;
+  const end = await loadavg();
+  const sharedLayers = (await fs.readdir(path.join(caches.cacheDir, 'layers'))).filter((n) => n.startsWith('shared-')).length;
+  log(`kubedos ${label}: ${round(seconds)} s (CPU ${round(cpu)} s), ${sharedLayers} shared layer(s) (load ${end})`);
+  await fs.rm(dir, { recursive: true, force: true });
+  return {
+    seconds: round(seconds, 2), cpuSeconds: round(cpu, 1), shared, sharedLayers, load: { start, end },
+    images: results.map((r, i) => ({ name: plans[i]!.image.name, seconds: round(r.totalMs / 1000, 1), prepareRootfsSeconds: round((r.timings.prepareRootfs ?? 0) / 1000, 1), formats: plans[i]!.formats })),
   };
 }
 
@@ -255,6 +304,13 @@ function table(report: Report): string {
     add('  CPU it used (all processes)', `${all.cpuSeconds.toFixed(1)} s`, `floor on ${report.machine.cores} cores: ${(all.cpuSeconds / report.machine.cores).toFixed(1)} s`);
     if (report.ratios.allFormatsOverTarget !== undefined) add(`ratio all formats / ${ALL_FORMATS_TARGET_S} s target`, report.ratios.allFormatsOverTarget.toFixed(2), `target ≤ 1.00: ${report.targets.allFormatsLe30s ? 'met' : 'NOT met'}`);
   }
+  for (const roles of [report.kubedos.roles, report.kubedos.rolesUnshared]) {
+    if (!roles) continue;
+    add(`kubedos examples/roles, ${roles.images.length} images${roles.shared ? '' : ', one pass each'}`, `${roles.seconds.toFixed(1)} s`, `CPU ${roles.cpuSeconds.toFixed(1)} s; ${roles.sharedLayers} shared layer(s); load ${roles.load.start} → ${roles.load.end}`);
+    add('  per image (total / prepareRootfs)', '', roles.images.map((i) => `${i.name} ${i.seconds}/${i.prepareRootfsSeconds} s`).join(', '));
+  }
+  if (report.ratios.rolesOverCold !== undefined) add('ratio roles / one cold build', report.ratios.rolesOverCold.toFixed(2), `target ≤ ${ROLES_TARGET_RATIO.toFixed(2)}: ${report.targets.rolesLe2_5Cold ? 'met' : 'NOT met'}`);
+  if (report.ratios.rolesUnsharedOverCold !== undefined) add('ratio roles one pass each / one cold build', report.ratios.rolesUnsharedOverCold.toFixed(2));
   if (!mk) add('mkosi', 'skipped', '--skip-mkosi');
   else if (mk.error && mk.runs.length === 0) add('mkosi', 'FAILED', mk.error.split('\n')[0]!);
   else {
@@ -287,18 +343,20 @@ function table(report: Report): string {
 }
 
 async function main(): Promise<number> {
-  const opts = { skipMkosi: false, json: false, keep: false, mkosiRuns: 2 };
+  const opts = { skipMkosi: false, skipRoles: false, rolesUnshared: false, json: false, keep: false, mkosiRuns: 2 };
   const args = process.argv.slice(2);
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--skip-mkosi') opts.skipMkosi = true;
+    else if (a === '--skip-roles') opts.skipRoles = true;
+    else if (a === '--roles-unshared') opts.rolesUnshared = true;
     else if (a === '--json') opts.json = true;
     else if (a === '--keep') opts.keep = true;
     else if (a === '--mkosi-runs' || a.startsWith('--mkosi-runs=')) opts.mkosiRuns = Number(a.includes('=') ? a.slice(a.indexOf('=') + 1) : args[++i]);
     else opts.mkosiRuns = NaN;
   }
   if (!Number.isInteger(opts.mkosiRuns) || opts.mkosiRuns < 1) {
-    process.stderr.write('usage: bench/build [--skip-mkosi] [--mkosi-runs N (default 2)] [--json] [--keep]\n');
+    process.stderr.write('usage: bench/build [--skip-mkosi] [--mkosi-runs N (default 2)] [--skip-roles] [--roles-unshared] [--json] [--keep]\n');
     return 2;
   }
 
@@ -337,6 +395,16 @@ async function main(): Promise<number> {
       report.kubedos.allFormats = { ...all.run, formatsSeconds: round((all.result.totalMs - before) / 1000, 2) };
       report.ratios.allFormatsOverTarget = round(all.run.seconds / ALL_FORMATS_TARGET_S, 3);
       report.targets.allFormatsLe30s = all.run.seconds <= ALL_FORMATS_TARGET_S;
+      if (!opts.skipRoles) {
+        const roles = await rolesBuild(root, true);
+        report.kubedos.roles = roles;
+        report.ratios.rolesOverCold = round(roles.seconds / cold.run.seconds, 3);
+        report.targets.rolesLe2_5Cold = report.ratios.rolesOverCold <= ROLES_TARGET_RATIO;
+        if (opts.rolesUnshared) {
+          report.kubedos.rolesUnshared = await rolesBuild(root, false);
+          report.ratios.rolesUnsharedOverCold = round(report.kubedos.rolesUnshared.seconds / cold.run.seconds, 3);
+        }
+      }
     } catch (err) {
       report.kubedos.error = (err as Error).stack ?? String(err);
       log(`kubedos build failed: ${report.kubedos.error}`);

@@ -320,7 +320,7 @@ async function buildRootfsLayer(ctx: BuildContext, lock: Lock): Promise<void> {
   }
 }
 
-/** Shared layers being installed by this process: the images of a platform build at once. */
+/** Shared layers being installed by this process, by cache path: the images of a platform build at once. */
 const sharedInstalls = new Map<string, Promise<void>>();
 
 /**
@@ -337,14 +337,14 @@ async function sharedLayer(ctx: BuildContext, subset: Lock): Promise<string> {
     ctx.log.info({ shared: digest.slice(0, 16) }, 'shared layer cache hit');
     return rootfs;
   }
-  const pending = sharedInstalls.get(digest);
+  const pending = sharedInstalls.get(final);
   if (pending) {
     ctx.log.info({ shared: digest.slice(0, 16) }, 'waiting for the shared layer another build of this host installs');
     // That build may be cancelled or fail on its own account: then this one installs it.
     return pending.then(() => rootfs, () => sharedLayer(ctx, subset));
   }
-  const done = installSharedLayer(ctx, subset, digest, final).finally(() => sharedInstalls.delete(digest));
-  sharedInstalls.set(digest, done);
+  const done = installSharedLayer(ctx, subset, digest, final).finally(() => sharedInstalls.delete(final));
+  sharedInstalls.set(final, done);
   await done;
   return rootfs;
 }

@@ -140,7 +140,7 @@ class Ec2Error extends Error {
 // The stand-in
 
 export type ImportScript =
-  /** Walk through AWS's progress steps, one per `stepMs`, then complete. */
+  /** Walk through AWS's progress steps, one per `stepMs` and never more than one per describe (so a slow poller still sees each), then complete. */
   | { kind: 'complete'; stepMs?: number }
   /** Stay at `downloading/converting` until released (then complete). */
   | { kind: 'hold' }
@@ -155,6 +155,8 @@ interface TaskState {
   fingerprint: string;
   script: ImportScript;
   started: number;
+  /** Describes that have reported this task: a step is never skipped, however late the poller. */
+  described: number;
   released: boolean;
   completing?: Promise<void>;
   failure?: string;
@@ -269,6 +271,7 @@ export async function startEc2Standin(options: Ec2StandinOptions): Promise<Ec2St
       fingerprint,
       script,
       started: Date.now(),
+      described: 0,
       released: false,
     };
     tasks.set(id, state);
@@ -310,7 +313,7 @@ export async function startEc2Standin(options: Ec2StandinOptions): Promise<Ec2St
     if (s.kind === 'stall') return void at(0);
     if (s.kind === 'hold' && !state.released) return void at(2);
     const stepMs = s.kind === 'hold' ? 0 : (s.stepMs ?? 300);
-    const step = stepMs === 0 ? Infinity : Math.floor((Date.now() - state.started) / stepMs);
+    const step = stepMs === 0 ? Infinity : Math.min(Math.floor((Date.now() - state.started) / stepMs), state.described++);
     if (s.kind === 'fail' && step >= 2) {
       Object.assign(d, { status: step >= 3 ? 'deleted' : 'deleting', statusMessage: s.statusMessage, progress: undefined });
       return;

@@ -18,13 +18,13 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError } from '../errors';
 import type { BuildContext, Layer } from './context';
+import { packagesIndex } from './deb-index';
 import { parseDeb822, type Paragraph } from './deb822';
 import { DebCache, debFileName, lockDigest, type Lock, type LockedPackage } from './lock';
 import { baseDigest, canonicalJson, securityMirrorOf, sha256Hex, type BasePlan, type BuildPlan } from './plan';
 import { initramfsModules } from './formats';
 import { MODULE_NAME } from './formats/early-boot';
 import { cpTree } from './tools/cp';
-import { dpkgScanpackages } from './tools/dpkg-scanpackages';
 import { mmdebstrap } from './tools/mmdebstrap';
 import { removeScratchTree, sweepStaleStaging } from './scratch';
 import { SHARED_LAYER_KIND, sharedLayerDigest, sharedSubset } from './shared-layer';
@@ -169,7 +169,8 @@ export async function prepareRootfs(ctx: BuildContext): Promise<void> {
 
 /**
  * The local flat repository (copy://) of a lock: hard links (or copies) of the locked .debs from
- * the content-addressed cache, fetching any that is missing, indexed by dpkg-scanpackages.
+ * the content-addressed cache, fetching any that is missing, indexed as dpkg-scanpackages does
+ * (deb-index.ts).
  */
 async function writeLocalRepo(ctx: BuildContext, lock: Lock, repo: string): Promise<Paragraph[]> {
   const cache = new DebCache(ctx.options.debCacheDir);
@@ -179,7 +180,8 @@ async function writeLocalRepo(ctx: BuildContext, lock: Lock, repo: string): Prom
     const dest = path.join(repo, debFileName(pkg.name, pkg.version, pkg.architecture));
     await fs.link(cached, dest).catch(() => fs.copyFile(cached, dest));
   }
-  const { stdout } = await dpkgScanpackages(repo, { signal: ctx.options.signal });
+  // What dpkg-scanpackages would print for this directory, from the stanzas cached with the .debs.
+  const stdout = await packagesIndex(cache, lock.packages, ctx.options.signal);
   await fs.writeFile(path.join(repo, 'Packages'), stdout);
   // mmdebstrap selects the essential set with ?archive/?codename of the suite: the flat repo
   // declares it in a Release file (unsigned; the source line says trusted=yes, the .debs were

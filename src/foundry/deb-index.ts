@@ -11,6 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { BuildFailedError } from '../errors';
 import { debFileName, type DebCache, type LockedPackage } from './lock';
@@ -50,7 +51,7 @@ async function stanzasOf(cache: DebCache, packages: readonly LockedPackage[], si
   }
   let own: Promise<void> | undefined;
   if (missing.length > 0) {
-    own = scanInto(cache, missing, signal).finally(() => {
+    own = scanOnEveryCore(cache, missing, signal).finally(() => {
       for (const pkg of missing) scanning.delete(stanzaPathOf(cache, pkg));
     });
     for (const pkg of missing) scanning.set(stanzaPathOf(cache, pkg), own);
@@ -81,6 +82,19 @@ async function readStanza(file: string, pkg: LockedPackage): Promise<string | un
 function isStanzaOf(stanza: string, pkg: LockedPackage): boolean {
   const lines = stanza.split('\n');
   return lines[0] === `Package: ${pkg.name}` && lines.includes(filenameLine(pkg)) && lines.includes(`SHA256: ${pkg.sha256}`);
+}
+
+/** Below this many .debs one dpkg-scanpackages is as fast as several. */
+const PARALLEL_SCAN_MIN = 32;
+
+/** dpkg-scanpackages is single-threaded: a cold lock's few hundred .debs are split across the cores. */
+async function scanOnEveryCore(cache: DebCache, packages: readonly LockedPackage[], signal?: AbortSignal): Promise<void> {
+  const parts = packages.length < PARALLEL_SCAN_MIN ? 1 : Math.max(1, os.availableParallelism());
+  const size = Math.ceil(packages.length / parts);
+  const chunks = Array.from({ length: Math.ceil(packages.length / size) }, (_, i) => packages.slice(i * size, (i + 1) * size));
+  const results = await Promise.allSettled(chunks.map((chunk) => scanInto(cache, chunk, signal)));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /** dpkg-scanpackages over hard links of `packages` under their repository names; one stanza file each. */

@@ -45,6 +45,8 @@ beforeAll(async () => {
     await makeDeb('lib+b', '1', 'amd64'),
     await makeDeb('a', '0.1', 'amd64'),
   );
+  // More than PARALLEL_SCAN_MIN .debs: scanned in parallel parts.
+  for (let i = 0; i < 40; i++) locked.push(await makeDeb(`bulk${String(i).padStart(2, '0')}`, '1.0', 'amd64'));
 });
 
 afterAll(async () => {

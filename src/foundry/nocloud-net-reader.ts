@@ -21,7 +21,7 @@
  *
  * bash, for /dev/tcp; each request runs under `timeout`. For the unit tests: KUBEDOS_CMDLINE (a
  * file read instead of /proc/cmdline), KUBEDOS_NOCLOUD_NET_NO_LINK=1 (leave the network alone),
- * KUBEDOS_NOCLOUD_NET_ATTEMPTS (tries of the first request, 2 s apart; default 15), plus the NoCloud
+ * KUBEDOS_NOCLOUD_NET_ATTEMPTS (tries of each request, 2 s apart; default 15), plus the NoCloud
  * reader's KUBEDOS_ROOT.
  */
 
@@ -105,18 +105,33 @@ fi
 
 get() { timeout 10 "$0" --get "$host" "$port" "$base$1" "$work/$1"; }
 
-# The link may take a while to carry traffic: retry the first request for up to half a minute.
-rc=1
-for attempt in $(seq 1 "\${KUBEDOS_NOCLOUD_NET_ATTEMPTS:-15}"); do
-  rc=0
-  get meta-data || rc=$?
-  if [ "$rc" = 0 ] || [ "$rc" = 4 ]; then break; fi
-  sleep 2
-done
+# What this reader put on the NIC, again: systemd-networkd, taking the link over beside first boot,
+# drops addresses and routes it did not make until its own DHCP lease brings the network back.
+restore() {
+  if [ -n "$added" ]; then ip addr replace "$added" dev "$iface" valid_lft 120 preferred_lft 120 2>/dev/null || true; fi
+  if [ -n "$routed" ]; then ip route replace "$routed" via "$gateway" dev "$iface" 2>/dev/null || true; fi
+}
+
+# One document, retried for up to half a minute (the link may take a while to carry traffic, and
+# may stop for a moment while networkd takes it over): 0 read, 4 not served, 1 no answer.
+fetch() {
+  local rc=1 attempt
+  for attempt in $(seq 1 "\${KUBEDOS_NOCLOUD_NET_ATTEMPTS:-15}"); do
+    rc=0
+    get "$1" || rc=$?
+    if [ "$rc" = 0 ] || [ "$rc" = 4 ]; then return "$rc"; fi
+    sleep 2
+    restore
+  done
+  return "$rc"
+}
+
+rc=0
+fetch meta-data || rc=$?
 if [ "$rc" = 4 ]; then say "the server has no meta-data: no metadata applied"; exit 0; fi
 if [ "$rc" != 0 ]; then say "$host:$port did not answer: no metadata applied"; exit 0; fi
 rc=0
-get user-data || rc=$?
+fetch user-data || rc=$?
 if [ "$rc" = 4 ]; then rm -f "$work/user-data"; elif [ "$rc" != 0 ]; then fail "cannot read \${base}user-data"; fi
 say "read meta-data$([ -f "$work/user-data" ] && echo ' and user-data') from $host:$port"
 

@@ -25,6 +25,8 @@ let tmp: string;
 let server: BootServerHandle;
 const requests: string[] = [];
 let seedServed = true;
+/** Requests of these documents that fail (the handler throws) before they are served. */
+const failing = new Map<string, number>();
 
 beforeAll(async () => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'kubedos-bm-reader-'));
@@ -32,6 +34,11 @@ beforeAll(async () => {
   server = await serveBoot('127.0.0.1', 0, {
     file: async (token, name, remote) => {
       requests.push(`${token === TOKEN ? 'token' : 'other'} ${name} ${remote}`);
+      const fails = failing.get(name) ?? 0;
+      if (fails > 0) {
+        failing.set(name, fails - 1);
+        throw new Error(`${name}: failing as asked`);
+      }
       const doc = name.startsWith('seed/') ? docs[name.slice(5) as keyof typeof docs] : undefined;
       return token === TOKEN && seedServed && doc !== undefined ? { kind: 'text', body: doc, type: 'text/plain' } : undefined;
     },
@@ -47,6 +54,7 @@ afterAll(async () => {
 beforeEach(() => {
   requests.length = 0;
   seedServed = true;
+  failing.clear();
 });
 
 async function scene(cmdline: string) {
@@ -94,6 +102,24 @@ test('with the kernel arguments the driver gives a PXE node: both documents fetc
   expect(at('root/.ssh/authorized_keys')).toBe(`${input.authorizedKeys[0]}\n`);
   expect(r.stdout).toContain(`kubedos: nocloud-net: read meta-data and user-data from 127.0.0.1:${server.port}`);
   expect(await fs.readdir(path.join(s.root, 'run'))).toEqual([]);
+});
+
+test('a request that fails in the middle (networkd taking the link over) is retried: both documents applied', async () => {
+  failing.set('seed/user-data', 2);
+  const s = await scene(`ds=nocloud;s=${seedUrl()}`);
+  const r = await run(s, { KUBEDOS_NOCLOUD_NET_ATTEMPTS: '3' });
+  expect(r.status).toBe(0);
+  expect(requests).toEqual(['token seed/meta-data 127.0.0.1', ...Array(3).fill('token seed/user-data 127.0.0.1')]);
+  expect(readFileSync(path.join(s.root, 'etc/ssh/ssh_host_ed25519_key'), 'utf8')).toBe(identity.hostKeyPrivate);
+  expect(r.stdout).toContain('read meta-data and user-data');
+});
+
+test('user-data that never comes after meta-data did: first boot fails, naming it', async () => {
+  failing.set('seed/user-data', 99);
+  const s = await scene(`ds=nocloud;s=${seedUrl()}`);
+  const r = await run(s, { KUBEDOS_NOCLOUD_NET_ATTEMPTS: '2' });
+  expect(r.status).toBe(1);
+  expect(r.stdout).toContain('error: cannot read /j/');
 });
 
 test('cloud-init\'s other spellings: ds=nocloud-net and seedfrom=', async () => {

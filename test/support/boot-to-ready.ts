@@ -14,8 +14,8 @@ export interface BootOutcome {
 
 /**
  * The disk is booted as a snapshot: the artifact is never written. The limit is for a node that
- * will never be ready, not a speed check (bench/boot measures that): 230 s was seen under TCG with
- * the other jest worker building images, so 240 s failed busy CI machines.
+ * will never be ready, not a speed check (bench/boot measures that): a boot took 230 s under TCG
+ * with the other jest worker building images, too close to the old 240 s.
  */
 export async function bootToReady(qcow2: string, hostname: string, timeoutMs = 10 * 60_000): Promise<BootOutcome> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kubedos-boot-'));

@@ -22,6 +22,8 @@ export interface Watch {
   timeoutMs: number;
   /** Type `keys` once `after` has appeared on the console. */
   type?: { after: string; keys: string };
+  /** Give up early when the console has not grown for this long (a guest that stopped). */
+  stallMs?: number;
 }
 
 export interface WatchResult {
@@ -34,6 +36,8 @@ export interface WatchResult {
   exited: boolean;
   /** When the keys were typed (ms after start). */
   typedAtMs?: number;
+  /** Set when the watch gave up because the console stayed silent for `stallMs`. */
+  stalled?: boolean;
 }
 
 /** OVMF firmware with a private copy of the variable store in `dir`. */
@@ -68,14 +72,22 @@ export async function bootAndWatch(dir: string, machine: Omit<QemuMachineArgs, '
   let typedAtMs: number | undefined;
   let text = '';
   let matched = false;
+  let stalled = false;
+  let grewAt = started;
   try {
     while (Date.now() - started < watch.timeoutMs) {
+      const previous = text;
       text = plainConsole(await fs.readFile(serialLog, 'latin1').catch(() => ''));
+      if (text.length !== previous.length) grewAt = Date.now();
       if (watch.until(text)) {
         matched = true;
         break;
       }
       if (exited) break;
+      if (watch.stallMs !== undefined && Date.now() - grewAt > watch.stallMs) {
+        stalled = true;
+        break;
+      }
       if (watch.type && typedAtMs === undefined && text.includes(watch.type.after)) {
         socket = net.connect(serialSocket!);
         socket.on('data', () => undefined);
@@ -97,7 +109,7 @@ export async function bootAndWatch(dir: string, machine: Omit<QemuMachineArgs, '
     // QEMU may still be flushing the last lines when it exits.
     text = plainConsole(await fs.readFile(serialLog, 'latin1').catch(() => text));
     matched ||= watch.until(text);
-    return { console: text, ms, matched, exited, typedAtMs };
+    return { console: text, ms, matched, exited, typedAtMs, ...(stalled && !matched && { stalled }) };
   } finally {
     abort.abort();
     await qemu;

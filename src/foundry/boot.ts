@@ -17,9 +17,19 @@ import { objcopyAddSections } from './tools/objcopy';
 /** The systemd EFI stub UKIs are built from. */
 export const SYSTEMD_STUB = '/usr/lib/systemd/boot/efi/linuxx64.efi.stub';
 
-/** Kernel command line of every image (root by filesystem UUID, serial console last = /dev/console). */
+/**
+ * What every KubeDos kernel command line carries (disk, live, installer): the consoles, serial
+ * last (it is /dev/console), and `no_timer_check`. That skips the early check that the IO-APIC
+ * timer ticks during a short busy-wait, which the kernel already skips as a KVM or Hyper-V guest;
+ * it still runs under emulation and on bare metal. Under QEMU's TCG on a loaded host the ticks
+ * come late and the check panics ("IO-APIC + timer doesn't work!"): a PXE boot of the bare-metal
+ * tests did, and most likely build.test's silent boot too.
+ */
+export const COMMON_KERNEL_ARGS: readonly string[] = ['no_timer_check', 'console=tty0', 'console=ttyS0,115200n8'];
+
+/** Kernel command line of every image: root by filesystem UUID, then the common arguments. */
 export function kernelCmdline(rootFsUuid: string): string {
-  return `root=UUID=${rootFsUuid} ro rootwait console=tty0 console=ttyS0,115200n8`;
+  return [`root=UUID=${rootFsUuid}`, 'ro', 'rootwait', ...COMMON_KERNEL_ARGS].join(' ');
 }
 
 /** Set a PE image's COFF TimeDateStamp and recompute its optional-header CheckSum, in place. */

@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { buildEsp, buildUki } from './boot';
+import { buildEsp, buildUki, kernelCmdline } from './boot';
 import type { BuildContext } from './context';
 import { makeBaseExt4 } from './ext4';
 import { copySparse, createSparseFile, tempPathFor } from './files';
@@ -71,7 +71,8 @@ export async function prepareBaseDisk(ctx: BuildContext): Promise<string> {
   const layer = ctx.layer!;
   const size = ctx.plan.image.diskSizeBytes;
   const dir = path.join(ctx.options.cacheDir, 'disks');
-  const final = path.join(dir, `${layer.digest}-${size}.raw`);
+  // Keyed by the kernel command line too: it is in the disk's UKI, and a changed one must not reuse an old disk.
+  const final = path.join(dir, `${layer.digest}-${size}-${sha256Hex(kernelCmdline('')).slice(0, 12)}.raw`);
   if (await fs.access(final).then(() => true, () => false)) {
     ctx.log.info({ disk: path.basename(final) }, 'base disk cache hit');
     return final;

@@ -30,7 +30,7 @@ import type { BuildContext } from './context';
 import { newcArchive, parentDirs, type CpioEntry } from './cpio';
 import { layerIds } from './disk';
 import { tempPathFor } from './files';
-import { CONSOLE_ARGS } from './live';
+import { COMMON_KERNEL_ARGS } from './boot';
 import { DEBIAN_MINI_EPOCH, debianMiniIso, netbootVersion } from './debian-mini-iso';
 import { ASSEMBLED_INSTALLER_ISO } from './installer-iso';
 import { sha256File } from './lock';
@@ -229,7 +229,7 @@ function urlParts(url: string): { protocol: string; host: string; directory: str
 
 /** The kernel arguments of the unattended entry; those after `---` are kept by the installed system. */
 export function installerKernelArgs(): string {
-  return ['auto=true', 'priority=critical', '---', ...CONSOLE_ARGS].join(' ');
+  return ['auto=true', 'priority=critical', '---', ...COMMON_KERNEL_ARGS].join(' ');
 }
 
 /** The line the preseed's early_command prints on the console once d-i has loaded it. */

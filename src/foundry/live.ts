@@ -20,7 +20,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildFailedError } from '../errors';
-import { kernelCmdline } from './boot';
+import { COMMON_KERNEL_ARGS } from './boot';
 import { sharedOnce, type BuildContext } from './context';
 import { newcArchive, parentDirs, type CpioEntry } from './cpio';
 import { diskLayout, layerIds } from './disk';
@@ -43,8 +43,6 @@ export const LIVE_PATHS = {
 /** Kernel modules the boot script loads (with their dependencies), bundled in the appended archive. */
 const LIVE_MODULES = ['loop', 'squashfs', 'overlay', 'isofs', 'sr_mod'] as const;
 
-/** Console arguments of every KubeDos kernel command line (serial last: it is /dev/console). */
-export const CONSOLE_ARGS: readonly string[] = kernelCmdline('').split(' ').filter((a) => a.startsWith('console='));
 
 export interface LiveBootArgs {
   /** ISO 9660 volume id of the boot medium; absent when the files are in the initramfs (PXE). */
@@ -62,7 +60,7 @@ export function liveKernelArgs(a: LiveBootArgs): string {
     ...(a.mediaLabel ? [`kubedos.media=${a.mediaLabel}`] : []),
     `kubedos.root=${a.root}`,
     ...(a.install ? [`kubedos.install=${a.install}`, `kubedos.disk=${LIVE_PATHS.disk}`] : []),
-    ...CONSOLE_ARGS,
+    ...COMMON_KERNEL_ARGS,
   ].join(' ');
 }
 

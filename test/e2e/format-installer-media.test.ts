@@ -90,12 +90,12 @@ test('both menus start the unattended entry (kernel of the text installer, new i
   const grub = (await extract(media, INSTALLER_PATHS.grubCfg)).toString();
   const original = (await extract(mini.path, INSTALLER_PATHS.grubCfg)).toString();
   expect(grub).toContain(original.trimEnd());
-  expect(grub).toMatch(/menuentry 'Automated install of kubedos-test[^']*' --id kubedos \{\n\s+linux\s+\/linux auto=true priority=critical --- console=tty0 console=ttyS0,115200n8\n\s+initrd\s+\/kubedos\/initrd\.gz\n\}/);
+  expect(grub).toMatch(/menuentry 'Automated install of kubedos-test[^']*' --id kubedos \{\n\s+linux\s+\/linux auto=true priority=critical --- no_timer_check console=tty0 console=ttyS0,115200n8\n\s+initrd\s+\/kubedos\/initrd\.gz\n\}/);
   expect(grub.trimEnd().split('\n').slice(-2)).toEqual(['set default=kubedos', 'set timeout=5']);
   const isolinux = (await extract(media, '/isolinux.cfg')).toString();
   expect(isolinux).toMatch(/^default kubedos$/m);
   expect(isolinux).toMatch(/^serial 0 115200$/m);
-  expect(isolinux).toMatch(/^label kubedos\n {2}kernel \/linux\n {2}append initrd=\/kubedos\/initrd\.gz auto=true priority=critical --- console=tty0 console=ttyS0,115200n8$/m);
+  expect(isolinux).toMatch(/^label kubedos\n {2}kernel \/linux\n {2}append initrd=\/kubedos\/initrd\.gz auto=true priority=critical --- no_timer_check console=tty0 console=ttyS0,115200n8$/m);
   expect(isolinux).toMatch(/^label debian\n {2}config \/isolinux-debian\.cfg \/$/m);
 });
 

@@ -9,6 +9,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildImage, canonicalJson, inputDigest, LAYER_KIND, manifestFileName, parseLock, sha256Hex, type BuildManifest, type BuildPlan, type BuildResult, type Lock } from '../../src/foundry';
+import { kernelCmdline } from '../../src/foundry/boot';
 import { renderPayload } from '../../src/foundry/payload';
 
 export function testImagesRoot(): string {
@@ -62,15 +63,15 @@ export interface BuiltImage {
 }
 
 /**
- * Directory key of a plan's image; includes the layer kind and the rendered payload (first-boot
- * units, readers), so neither an engine change nor a payload change is ever reused stale.
+ * Directory key of a plan's image; includes the layer kind, the kernel command line and the rendered
+ * payload (first-boot units, readers), so neither an engine change nor a payload change is ever reused stale.
  */
 export function planKey(plan: BuildPlan): string {
   const payload = renderPayload(plan, { inputDigest: '0'.repeat(64), rootFsUuid: '00000000-0000-0000-0000-000000000000' }).map((e) =>
     e.kind === 'file' ? { ...e, content: sha256Hex(e.content) } : e,
   );
   // The input digest's own rules (what seeds the disk's identifiers) are part of the engine too.
-  return sha256Hex(canonicalJson({ plan, layerKind: LAYER_KIND, payload: sha256Hex(canonicalJson(payload)), inputs: inputDigest(plan, '0'.repeat(64)) })).slice(0, 16);
+  return sha256Hex(canonicalJson({ plan, layerKind: LAYER_KIND, kernelCmdline: kernelCmdline(''), payload: sha256Hex(canonicalJson(payload)), inputs: inputDigest(plan, '0'.repeat(64)) })).slice(0, 16);
 }
 
 /** Shared caches of the test image root. */

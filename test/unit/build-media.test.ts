@@ -159,10 +159,10 @@ describe('cpio (newc)', () => {
 describe('live system', () => {
   test('kernel arguments: the boot script, the medium, the root, install mode, serial console last', () => {
     expect(liveKernelArgs({ mediaLabel: 'KUBEDOS_AB', root: '/live/root.squashfs' })).toBe(
-      'boot=kubedos kubedos.media=KUBEDOS_AB kubedos.root=/live/root.squashfs console=tty0 console=ttyS0,115200n8',
+      'boot=kubedos kubedos.media=KUBEDOS_AB kubedos.root=/live/root.squashfs no_timer_check console=tty0 console=ttyS0,115200n8',
     );
     expect(liveKernelArgs({ mediaLabel: 'L', root: '/r', install: 'auto' })).toBe(
-      'boot=kubedos kubedos.media=L kubedos.root=/r kubedos.install=auto kubedos.disk=/install/disk.squashfs console=tty0 console=ttyS0,115200n8',
+      'boot=kubedos kubedos.media=L kubedos.root=/r kubedos.install=auto kubedos.disk=/install/disk.squashfs no_timer_check console=tty0 console=ttyS0,115200n8',
     );
     expect(liveKernelArgs({ root: '/kubedos/root.squashfs' })).not.toContain('kubedos.media');
   });
@@ -296,7 +296,7 @@ menuentry --hotkey=i 'Install' {
     expect(grub.trimEnd().endsWith('set default=kubedos\nset timeout=5')).toBe(true);
     const isolinux = installerIsolinuxConfig(PLAN, '/install.amd/vmlinuz', '/isolinux');
     expect(isolinux).toContain('label debian\n  config /isolinux/isolinux-debian.cfg /isolinux/\n');
-    expect(isolinux).toContain('  append initrd=/kubedos/initrd.gz auto=true priority=critical --- console=tty0 console=ttyS0,115200n8\n');
+    expect(isolinux).toContain('  append initrd=/kubedos/initrd.gz auto=true priority=critical --- no_timer_check console=tty0 console=ttyS0,115200n8\n');
   });
 });
 

@@ -74,7 +74,7 @@ test('the script loads the kernel and both initrds by names relative to itself',
   expect(script.startsWith('#!ipxe\n')).toBe(true);
   const commands = script.split('\n').filter((l) => l && !l.startsWith('#'));
   expect(commands).toEqual([
-    expect.stringMatching(new RegExp(`^kernel ${files.kernel} initrd=${files.initrd} initrd=${files.root} boot=kubedos kubedos\\.root=${LIVE_PATHS.initramfsRoot} console=`)),
+    expect.stringMatching(new RegExp(`^kernel ${files.kernel} initrd=${files.initrd} initrd=${files.root} boot=kubedos kubedos\\.root=${LIVE_PATHS.initramfsRoot} no_timer_check console=`)),
     `initrd ${files.initrd}`,
     `initrd ${files.root}`,
     'boot',

@@ -32,7 +32,12 @@ function fakeEngine(calls: { n: number }, options: { waitForAbort?: boolean } = 
     calls.n += 1;
     o.onStep?.('prepareRootfs', 1);
     if (options.waitForAbort) {
-      await new Promise((_, reject) => o.signal!.addEventListener('abort', () => reject(new Error('engine saw abort'))));
+      // A cancel that lands before the engine listens (a loaded machine: the test cancels after 50 ms) counts too.
+      await new Promise((_, reject) => {
+        const abort = () => reject(new Error('engine saw abort'));
+        if (o.signal!.aborted) abort();
+        else o.signal!.addEventListener('abort', abort, { once: true });
+      });
     }
     await fs.mkdir(o.outputDir, { recursive: true });
     const bytes = Buffer.from(`disk of ${p.image.name}`);

@@ -449,6 +449,17 @@ export class FirecrackerDriver implements TargetDriver {
     }
   }
 
+  /**
+   * Alive and ours, asked again 200 ms later before saying no: while the launched process execs
+   * (setsid, the jailer, firecracker) its /proc/<pid>/cmdline reads empty for an instant, and a
+   * fresh-clone run here took such a read for a launch failure.
+   */
+  private async stillRunning(host: number, pid: number, marker: string): Promise<boolean> {
+    if (await this.hosts[host]!.isRunning(pid, marker)) return true;
+    await sleep(200);
+    return this.hosts[host]!.isRunning(pid, marker);
+  }
+
   /** GET / until the API answers; the process exiting meanwhile is a launch failure with its log. */
   private async waitForApi(api: FirecrackerApi, host: number, nodeId: string, jail: string, pid: number, ctx: DriverContext): Promise<InstanceInfo> {
     const deadline = Date.now() + TIMEOUT.apiUp;
@@ -457,7 +468,7 @@ export class FirecrackerDriver implements TargetDriver {
         return await api.call<InstanceInfo>('GET', '/', undefined, { signal: ctx.signal, timeoutMs: 10_000 });
       } catch (err) {
         if (!(err instanceof FirecrackerApiUnavailableError)) throw err;
-        if (!(await this.hosts[host]!.isRunning(pid, jail))) {
+        if (!(await this.stillRunning(host, pid, jail))) {
           const dir = this.nodeDir(nodeId);
           const logs = await Promise.all(['firecracker.log', 'console.log'].map(async (f) => (await this.hosts[host]!.readFile(`${dir}/${f}`))?.toString('utf8') ?? ''));
           throw new FirecrackerLaunchError(this.name, nodeId, this.label(host), tail(logs.join('\n')));

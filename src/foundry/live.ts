@@ -43,7 +43,6 @@ export const LIVE_PATHS = {
 /** Kernel modules the boot script loads (with their dependencies), bundled in the appended archive. */
 const LIVE_MODULES = ['loop', 'squashfs', 'overlay', 'isofs', 'sr_mod'] as const;
 
-
 export interface LiveBootArgs {
   /** ISO 9660 volume id of the boot medium; absent when the files are in the initramfs (PXE). */
   mediaLabel?: string;
